@@ -1,0 +1,85 @@
+"""The HTTP application: API routers, problem documents, health and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from returnguard import __version__
+from returnguard.auth.endpoints import router as auth_router
+from returnguard.config import Settings
+from returnguard.kit.db import Database
+from returnguard.kit.problem import install_problem_handlers, problem_responses
+from returnguard.metrics import Metrics
+from returnguard.orders.endpoints import router as orders_router
+from returnguard.outbox.endpoints import router as webhooks_router
+from returnguard.outbox.worker import InProcessWorker
+from returnguard.returns.endpoints import router as returns_router
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    settings = settings or Settings()
+    database = db or Database(settings.database_url)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if settings.run_worker_in_process:
+            worker = InProcessWorker(database, settings)
+            worker.start()
+            app.state.notify_worker = worker.notify
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.shutdown()
+            if db is None:
+                database.dispose()
+
+    app = FastAPI(
+        title="ReturnGuard",
+        version=__version__,
+        description="Returns management and refund-risk API. Errors are RFC 9457 problem "
+        "documents with a stable `code`; amounts are decimal strings with a currency.",
+        lifespan=lifespan,
+    )
+    app.state.db = database
+    app.state.settings = settings
+    app.state.notify_worker = None
+    install_problem_handlers(app)
+    metrics.install(app)
+    for router in (auth_router, orders_router, returns_router, webhooks_router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["operations"], responses=problem_responses(503))
+    def healthz(request: Request) -> Response:
+        """Liveness and database reachability."""
+        try:
+            with database.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            return JSONResponse(
+                {
+                    "type": "https://returnguard.dev/problems/database_unavailable",
+                    "title": "Database unavailable",
+                    "status": 503,
+                    "code": "database_unavailable",
+                    "detail": f"{type(exc).__name__}",
+                    "errors": [],
+                },
+                status_code=503,
+                media_type="application/problem+json",
+            )
+        return JSONResponse({"status": "ok", "database": database.dialect, "version": __version__})
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def metrics_endpoint() -> Response:
+        """Prometheus metrics."""
+        return metrics.render(database)
+
+    return app

@@ -1,0 +1,37 @@
+"""Which roles may do what. One table, read by the HTTP layer and the CLI alike."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from returnguard.auth.models import Role
+
+
+class Permission(StrEnum):
+    READ = "read"
+    ORDERS_WRITE = "orders:write"
+    RETURNS_CREATE = "returns:create"
+    RETURNS_DECIDE = "returns:decide"
+    RETURNS_SHIP = "returns:ship"
+    RETURNS_RECEIVE = "returns:receive"
+    RETURNS_INSPECT = "returns:inspect"
+    WEBHOOKS_MANAGE = "webhooks:manage"
+    KEYS_MANAGE = "keys:manage"
+
+
+_ALL = frozenset(Role)
+GRANTS: dict[Permission, frozenset[Role]] = {
+    Permission.READ: _ALL,
+    Permission.ORDERS_WRITE: frozenset({Role.ADMIN, Role.AGENT}),
+    Permission.RETURNS_CREATE: frozenset({Role.ADMIN, Role.AGENT}),
+    Permission.RETURNS_DECIDE: frozenset({Role.ADMIN, Role.AGENT}),
+    Permission.RETURNS_SHIP: frozenset({Role.ADMIN, Role.AGENT}),
+    Permission.RETURNS_RECEIVE: frozenset({Role.ADMIN, Role.AGENT, Role.INSPECTOR}),
+    Permission.RETURNS_INSPECT: frozenset({Role.ADMIN, Role.INSPECTOR}),
+    Permission.WEBHOOKS_MANAGE: frozenset({Role.ADMIN}),
+    Permission.KEYS_MANAGE: frozenset({Role.ADMIN}),
+}
+
+
+def allows(role: str, permission: Permission) -> bool:
+    return role in GRANTS[permission]

@@ -1,0 +1,235 @@
+"""The `returnguard` command line: serve, worker, demo, migrate, org, import, events."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from returnguard.config import Settings
+from returnguard.kit.db import Database
+from returnguard.kit.migrate import upgrade
+
+app = typer.Typer(
+    help="ReturnGuard returns service.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+org_app = typer.Typer(help="Organizations and their API keys.", no_args_is_help=True)
+import_app = typer.Typer(help="Import data from files.", no_args_is_help=True)
+events_app = typer.Typer(help="The tamper-evident event log.", no_args_is_help=True)
+app.add_typer(org_app, name="org")
+app.add_typer(import_app, name="import")
+app.add_typer(events_app, name="events")
+
+console = Console(stderr=True)
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="RETURNGUARD_DATABASE_URL",
+        help="sqlite:///path or postgresql://… (default: ./returnguard-data)",
+    ),
+]
+
+
+def _settings(database_url: str | None) -> Settings:
+    settings = Settings(database_url=database_url) if database_url else Settings()
+    if settings.database_url.startswith("sqlite:///"):
+        path = Path(settings.database_url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+@app.command()
+def migrate(database_url: DatabaseOpt = None) -> None:
+    """Create or upgrade the database schema (Alembic migrations)."""
+    settings = _settings(database_url)
+    upgrade(settings.database_url)
+    console.print("[green]database schema is up to date[/green]")
+
+
+@app.command()
+def serve(
+    database_url: DatabaseOpt = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    no_migrate: bool = typer.Option(False, help="Do not upgrade the schema at start"),
+) -> None:
+    """Serve the HTTP API (and, on SQLite, the outbox worker in-process)."""
+    import uvicorn
+
+    from returnguard.app import create_app
+
+    settings = _settings(database_url)
+    if not no_migrate:
+        upgrade(settings.database_url)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker(database_url: DatabaseOpt = None, once: bool = False) -> None:
+    """Deliver outbox messages (webhooks) until stopped; many may run on PostgreSQL."""
+    from returnguard.outbox.worker import Worker
+
+    settings = _settings(database_url)
+    db = Database(settings.database_url)
+    w = Worker(db, settings)
+    if once:
+        console.print(f"delivered {w.run_once()} message(s)")
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    console.print(f"outbox worker {w.worker_id} running; Ctrl-C to stop")
+    w.run_forever(stop)
+
+
+@org_app.command("create")
+def org_create(
+    name: str,
+    base_currency: str = typer.Option("EUR", help="Currency for reports (ISO 4217)"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON"),
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Create an organization and its first admin API key (shown once)."""
+    from returnguard.audit import service as audit
+    from returnguard.auth import service as auth
+    from returnguard.errors import ReturnGuardError
+
+    settings = _settings(database_url)
+    upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            org = auth.create_organization(session, name, base_currency)
+            key, plain = auth.create_api_key(
+                session, org.id, name="admin (created by CLI)", role="admin"
+            )
+            actor = auth.Actor.system(org.id, "cli")
+            audit.record(
+                session,
+                actor,
+                subject_type="organization",
+                subject_id=org.id,
+                action="organization.created",
+                after={"name": org.name, "base_currency": org.base_currency},
+            )
+            audit.record(
+                session,
+                actor,
+                subject_type="api_key",
+                subject_id=key.id,
+                action="api_key.created",
+                after={"role": "admin", "prefix": key.prefix},
+            )
+            org_id = org.id
+    except ReturnGuardError as exc:
+        console.print(f"[red]error:[/red] {exc.detail}")
+        raise typer.Exit(2) from None
+    finally:
+        db.dispose()
+    if as_json:
+        typer.echo(json.dumps({"organization_id": str(org_id), "api_key": plain}))
+    else:
+        typer.echo(f"organization_id: {org_id}\napi_key: {plain}\n(the key is shown only once)")
+
+
+@import_app.command("orders")
+def import_orders(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    organization: str = typer.Option(..., "--org", help="Organization id"),
+    errors_csv: Path | None = typer.Option(None, "--errors", help="Write rejected rows here"),
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Import orders from a CSV file (one row per order line); bad rows are reported."""
+    from returnguard.orders.importer import import_orders_csv
+
+    settings = _settings(database_url)
+    db = Database(settings.database_url)
+    try:
+        report = import_orders_csv(db, uuid.UUID(organization), file, console=console)
+    finally:
+        db.dispose()
+    for problem in report.problems:
+        console.print(f"line {problem.line}: {problem.field}: {problem.message}")
+    if errors_csv is not None:
+        report.write_errors_csv(errors_csv)
+    typer.echo(report.summary())
+    if report.rows_rejected:
+        raise typer.Exit(1)
+
+
+@events_app.command("verify")
+def events_verify(
+    organization: str | None = typer.Option(None, "--org", help="Only this organization"),
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Verify every organization's hash chain and name the first broken link."""
+    from sqlalchemy import select
+
+    from returnguard.audit.service import verify_chain
+    from returnguard.auth.models import Organization
+
+    settings = _settings(database_url)
+    db = Database(settings.database_url)
+    broken = False
+    try:
+        with db.session() as session:
+            org_ids = (
+                [uuid.UUID(organization)]
+                if organization
+                else list(session.scalars(select(Organization.id)))
+            )
+            for org_id in org_ids:
+                report = verify_chain(session, org_id)
+                if report.ok:
+                    typer.echo(f"{org_id}: OK ({report.checked} events)")
+                else:
+                    broken = True
+                    typer.echo(f"{org_id}: BROKEN at event #{report.broken_seq}: {report.reason}")
+    finally:
+        db.dispose()
+    if broken:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    database_url: DatabaseOpt = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    no_serve: bool = typer.Option(False, help="Load the demo data and exit"),
+) -> None:
+    """Create a demo database with realistic data and serve it."""
+    from returnguard.demo import load_demo
+
+    settings = _settings(database_url or "sqlite:///returnguard-demo/returnguard.sqlite3")
+    upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        info = load_demo(db)
+    finally:
+        db.dispose()
+    typer.echo(f"demo organization: {info.organization_id}")
+    typer.echo(f"API key (admin):   {info.api_key}")
+    typer.echo(f"loaded {info.orders} orders and {info.returns} returns")
+    if no_serve:
+        return
+    typer.echo(f"serving at http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    typer.echo(
+        f"try: curl -H 'Authorization: Bearer {info.api_key}' http://{host}:{port}/api/v1/returns"
+    )
+    import uvicorn
+
+    from returnguard.app import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,150 @@
+"""Durable outbox: side effects are rows written with the change that caused them.
+
+Webhook events fan out here, at write time, into one outbox message per subscribed
+endpoint; the worker (outbox/worker.py) delivers each with retries and backoff.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from returnguard.audit.service import jsonable
+from returnguard.errors import InvalidInput, NotFound
+from returnguard.kit.db import utcnow
+from returnguard.outbox.models import OutboxMessage, WebhookDelivery, WebhookEndpoint
+
+WEBHOOK_TOPIC = "webhook.deliver"
+EVENT_TYPES = ("return.created", "return.status_changed")
+_NOTIFY_KEY = "returnguard.outbox_written"
+
+
+def publish_webhook_event(
+    session: Session, organization_id: uuid.UUID, event_type: str, data: dict[str, Any]
+) -> str:
+    """Queue ``event_type`` for every active endpoint subscribed to it; returns the event id."""
+    event_id = "evt_" + uuid.uuid4().hex
+    endpoints = session.scalars(
+        select(WebhookEndpoint).where(
+            WebhookEndpoint.organization_id == organization_id,
+            WebhookEndpoint.active.is_(True),
+        )
+    )
+    created = utcnow()
+    for endpoint in endpoints:
+        if event_type not in endpoint.event_types and "*" not in endpoint.event_types:
+            continue
+        session.add(
+            OutboxMessage(
+                organization_id=organization_id,
+                topic=WEBHOOK_TOPIC,
+                payload={
+                    "endpoint_id": str(endpoint.id),
+                    "event": {
+                        "id": event_id,
+                        "type": event_type,
+                        "created_at": created.isoformat(),
+                        "organization_id": str(organization_id),
+                        "data": jsonable(data),
+                    },
+                },
+                next_attempt_at=created,
+            )
+        )
+        session.info[_NOTIFY_KEY] = True
+    return event_id
+
+
+def wrote_outbox(session: Session) -> bool:
+    return bool(session.info.pop(_NOTIFY_KEY, False))
+
+
+def backoff(attempt: int) -> timedelta:
+    """Delay before retry number ``attempt`` (1-based): 10 s, 20 s, 40 s … capped at 6 h."""
+    return timedelta(seconds=min(10 * 2 ** (attempt - 1), 6 * 3600))
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise InvalidInput.field("url", "must be an absolute http:// or https:// URL")
+    return url
+
+
+def create_endpoint(
+    session: Session,
+    organization_id: uuid.UUID,
+    *,
+    url: str,
+    event_types: list[str],
+    description: str = "",
+) -> WebhookEndpoint:
+    unknown = [t for t in event_types if t not in EVENT_TYPES and t != "*"]
+    if unknown:
+        raise InvalidInput.field(
+            "event_types", f"unknown event type(s) {unknown}; known: {list(EVENT_TYPES)} or '*'"
+        )
+    if not event_types:
+        raise InvalidInput.field("event_types", "subscribe to at least one event type")
+    endpoint = WebhookEndpoint(
+        organization_id=organization_id,
+        url=_check_url(url),
+        secret="whsec_" + secrets.token_urlsafe(32),
+        event_types=list(dict.fromkeys(event_types)),
+        description=description,
+    )
+    session.add(endpoint)
+    session.flush()
+    return endpoint
+
+
+def get_endpoint(
+    session: Session, organization_id: uuid.UUID, endpoint_id: uuid.UUID
+) -> WebhookEndpoint:
+    endpoint = session.scalar(
+        select(WebhookEndpoint).where(
+            WebhookEndpoint.id == endpoint_id, WebhookEndpoint.organization_id == organization_id
+        )
+    )
+    if endpoint is None:
+        raise NotFound(f"webhook endpoint {endpoint_id} not found")
+    return endpoint
+
+
+def list_endpoints(session: Session, organization_id: uuid.UUID) -> list[WebhookEndpoint]:
+    return list(
+        session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.organization_id == organization_id)
+            .order_by(WebhookEndpoint.created_at)
+        )
+    )
+
+
+def list_deliveries(
+    session: Session, organization_id: uuid.UUID, endpoint_id: uuid.UUID, limit: int = 100
+) -> list[WebhookDelivery]:
+    get_endpoint(session, organization_id, endpoint_id)
+    return list(
+        session.scalars(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.endpoint_id == endpoint_id)
+            .order_by(WebhookDelivery.created_at.desc())
+            .limit(limit)
+        )
+    )
+
+
+def pending_count(session: Session) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "pending")
+        )
+        or 0
+    )

@@ -1,0 +1,268 @@
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, status
+from sqlalchemy.orm import Session
+
+from returnguard.audit import service as audit
+from returnguard.auth.permissions import Permission
+from returnguard.auth.service import Actor
+from returnguard.domain.reasons import ReasonCode
+from returnguard.domain.returns import LIFECYCLE, ReturnAction, ReturnStatus
+from returnguard.errors import InvalidInput
+from returnguard.kit.deps import Reader, SessionDep, require
+from returnguard.kit.problem import problem_responses
+from returnguard.kit.schemas import MoneyOut
+from returnguard.orders.models import Channel, OrderLine
+from returnguard.returns import repository as repo
+from returnguard.returns import service
+from returnguard.returns.models import Return
+from returnguard.returns.schemas import (
+    ApproveIn,
+    EventOut,
+    InspectionIn,
+    InspectionOut,
+    OfferIn,
+    OptionalReasonIn,
+    QuantitiesOut,
+    ReasonIn,
+    ReceiveIn,
+    ReturnIn,
+    ReturnLineOut,
+    ReturnOut,
+    ReturnPage,
+    ShipmentIn,
+    ShipmentOut,
+)
+
+router = APIRouter(prefix="/api/v1/returns", tags=["returns"])
+
+Creator = Annotated[Actor, Depends(require(Permission.RETURNS_CREATE))]
+Decider = Annotated[Actor, Depends(require(Permission.RETURNS_DECIDE))]
+Shipper = Annotated[Actor, Depends(require(Permission.RETURNS_SHIP))]
+Receiver = Annotated[Actor, Depends(require(Permission.RETURNS_RECEIVE))]
+Inspector = Annotated[Actor, Depends(require(Permission.RETURNS_INSPECT))]
+
+TRANSITION_ERRORS = problem_responses(401, 403, 404, 409, 422)
+
+
+def return_out(session: Session, ret: Return, *, detail: bool = True) -> ReturnOut:
+    channel = session.get(Channel, ret.channel_id)
+    skus = {ln.order_line_id: ln for ln in ret.lines}
+    order_lines = {ol.id: ol.sku for ol in (session.get(OrderLine, i) for i in skus) if ol}
+    shipments = repo.shipments(session, ret.id) if detail else []
+    inspections = repo.inspections(session, ret.id) if detail else []
+    return ReturnOut(
+        id=ret.id,
+        number=ret.number,
+        status=ret.status,
+        version=ret.version,
+        order_id=ret.order_id,
+        channel=channel.code if channel else "",
+        currency=ret.currency,
+        buyer_comment=ret.buyer_comment,
+        status_reason=ret.status_reason,
+        offer=ret.offer,
+        lines=[
+            ReturnLineOut(
+                id=ln.id,
+                order_line_id=ln.order_line_id,
+                sku=order_lines.get(ln.order_line_id, ""),
+                reason_code=ln.reason_code,
+                reason_class=ReasonCode(ln.reason_code).reason_class.value,
+                comment=ln.comment,
+                quantities=QuantitiesOut.model_validate(ln),
+            )
+            for ln in ret.lines
+        ],
+        shipments=[
+            ShipmentOut(
+                id=s.id,
+                carrier=s.carrier,
+                tracking_number=s.tracking_number,
+                label_cost=MoneyOut.from_minor(s.label_cost_minor, s.label_cost_currency)
+                if s.label_cost_minor is not None and s.label_cost_currency
+                else None,
+                label_paid_by=s.label_paid_by,
+                created_at=s.created_at,
+            )
+            for s in shipments
+        ],
+        inspections=[InspectionOut.model_validate(i) for i in inspections],
+        allowed_actions=LIFECYCLE.allowed_actions(ReturnStatus(ret.status)),
+        requested_at=ret.requested_at,
+        updated_at=ret.updated_at,
+    )
+
+
+def _encode_cursor(ret: Return) -> str:
+    raw = f"{ret.requested_at.isoformat()}|{ret.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        at, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(at), uuid.UUID(rid)
+    except (ValueError, binascii.Error):
+        raise InvalidInput.field("cursor", "is not a cursor this API returned") from None
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ReturnOut,
+    responses=problem_responses(400, 401, 403, 404, 422),
+)
+def create_return(body: ReturnIn, session: SessionDep, actor: Creator) -> ReturnOut:
+    """Request a return against an order."""
+    return return_out(session, service.create_return(session, actor, body))
+
+
+@router.get("", response_model=ReturnPage, responses=problem_responses(401, 422))
+def list_returns(
+    session: SessionDep,
+    actor: Reader,
+    status_: Annotated[list[ReturnStatus] | None, Query(alias="status")] = None,
+    order_id: uuid.UUID | None = None,
+    channel: str | None = None,
+    requested_from: datetime | None = None,
+    requested_to: datetime | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ReturnPage:
+    """List returns, newest first, filtered by status, order, channel or request date."""
+    channel_id = None
+    if channel:
+        from returnguard.orders.service import get_channel
+
+        channel_id = get_channel(session, actor.organization_id, channel).id
+    rows = repo.list_returns(
+        session,
+        actor.organization_id,
+        statuses=[s.value for s in status_ or []],
+        order_id=order_id,
+        channel_id=channel_id,
+        requested_from=requested_from,
+        requested_to=requested_to,
+        after=_decode_cursor(cursor) if cursor else None,
+        limit=limit + 1,
+    )
+    page = rows[:limit]
+    return ReturnPage(
+        items=[return_out(session, r, detail=False) for r in page],
+        next_cursor=_encode_cursor(page[-1]) if len(rows) > limit else None,
+    )
+
+
+@router.get("/{return_id}", response_model=ReturnOut, responses=problem_responses(401, 404))
+def get_return(return_id: uuid.UUID, session: SessionDep, actor: Reader) -> ReturnOut:
+    return return_out(session, service.get_return(session, actor.organization_id, return_id))
+
+
+@router.get(
+    "/{return_id}/events", response_model=list[EventOut], responses=problem_responses(401, 404)
+)
+def return_events(return_id: uuid.UUID, session: SessionDep, actor: Reader) -> list[EventOut]:
+    """The return's timeline: every change, who made it, and before → after."""
+    service.get_return(session, actor.organization_id, return_id)
+    rows = audit.events_for_return(session, actor.organization_id, return_id)
+    return [EventOut.model_validate(e) for e in rows]
+
+
+@router.post("/{return_id}/approve", response_model=ReturnOut, responses=TRANSITION_ERRORS)
+def approve(
+    return_id: uuid.UUID, body: ApproveIn, session: SessionDep, actor: Decider
+) -> ReturnOut:
+    return return_out(session, service.approve(session, actor, return_id, body))
+
+
+@router.post("/{return_id}/reject", response_model=ReturnOut, responses=TRANSITION_ERRORS)
+def reject(return_id: uuid.UUID, body: ReasonIn, session: SessionDep, actor: Decider) -> ReturnOut:
+    return return_out(session, service.reject(session, actor, return_id, body.reason))
+
+
+@router.post("/{return_id}/offer", response_model=ReturnOut, responses=TRANSITION_ERRORS)
+def offer(return_id: uuid.UUID, body: OfferIn, session: SessionDep, actor: Decider) -> ReturnOut:
+    """Offer an alternative first: keep the item for a partial refund, a coupon, a replacement."""
+    return return_out(session, service.offer(session, actor, return_id, body))
+
+
+@router.post("/{return_id}/accept-offer", response_model=ReturnOut, responses=TRANSITION_ERRORS)
+def accept_offer(return_id: uuid.UUID, session: SessionDep, actor: Decider) -> ReturnOut:
+    return return_out(session, service.accept_offer(session, actor, return_id))
+
+
+@router.post("/{return_id}/decline-offer", response_model=ReturnOut, responses=TRANSITION_ERRORS)
+def decline_offer(return_id: uuid.UUID, session: SessionDep, actor: Decider) -> ReturnOut:
+    return return_out(session, service.decline_offer(session, actor, return_id))
+
+
+@router.post("/{return_id}/cancel", response_model=ReturnOut, responses=TRANSITION_ERRORS)
+def cancel(
+    return_id: uuid.UUID, session: SessionDep, actor: Decider, body: OptionalReasonIn | None = None
+) -> ReturnOut:
+    reason = body.reason if body else ""
+    return return_out(session, service.cancel(session, actor, return_id, reason))
+
+
+def _simple_route(path: str, action: ReturnAction, summary: str) -> None:
+    def handler(
+        return_id: uuid.UUID,
+        session: SessionDep,
+        actor: Decider,
+        body: OptionalReasonIn | None = None,
+    ) -> ReturnOut:
+        reason = body.reason if body else ""
+        return return_out(session, service.simple(session, actor, return_id, action, reason))
+
+    handler.__name__ = action.value
+    router.add_api_route(
+        f"/{{return_id}}/{path}",
+        handler,
+        methods=["POST"],
+        response_model=ReturnOut,
+        responses=TRANSITION_ERRORS,
+        summary=summary,
+    )
+
+
+_simple_route("request-evidence", ReturnAction.REQUEST_EVIDENCE, "Ask the buyer for evidence")
+_simple_route("submit-evidence", ReturnAction.SUBMIT_EVIDENCE, "Evidence received; to review")
+_simple_route("review", ReturnAction.SEND_TO_REVIEW, "Send to human review")
+_simple_route(
+    "resolve-returnless", ReturnAction.RESOLVE_RETURNLESS, "Resolve without the goods coming back"
+)
+_simple_route("mark-lost", ReturnAction.MARK_LOST, "The carrier lost the parcel")
+_simple_route("expire", ReturnAction.EXPIRE, "Approved but never shipped in time")
+_simple_route("dispute", ReturnAction.DISPUTE, "A claim or chargeback was opened")
+_simple_route("close", ReturnAction.CLOSE, "Close the return")
+
+
+@router.post("/{return_id}/shipments", response_model=ReturnOut, responses=TRANSITION_ERRORS)
+def add_shipment(
+    return_id: uuid.UUID, body: ShipmentIn, session: SessionDep, actor: Shipper
+) -> ReturnOut:
+    """Register the return parcel's carrier and tracking number."""
+    return return_out(session, service.add_shipment(session, actor, return_id, body))
+
+
+@router.post("/{return_id}/receive", response_model=ReturnOut, responses=TRANSITION_ERRORS)
+def receive(
+    return_id: uuid.UUID, body: ReceiveIn, session: SessionDep, actor: Receiver
+) -> ReturnOut:
+    """Record units received at the return center (partial receipts allowed)."""
+    return return_out(session, service.receive(session, actor, return_id, body))
+
+
+@router.post("/{return_id}/inspections", response_model=ReturnOut, responses=TRANSITION_ERRORS)
+def inspect(
+    return_id: uuid.UUID, body: InspectionIn, session: SessionDep, actor: Inspector
+) -> ReturnOut:
+    """Record an inspection: units passed and failed per line, grade and disposition."""
+    return return_out(session, service.inspect(session, actor, return_id, body))

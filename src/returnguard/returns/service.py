@@ -1,0 +1,454 @@
+"""Return use cases: requesting a return and moving it through its lifecycle.
+
+Every transition locks the return row, asks the pure lifecycle table whether the action
+is allowed, applies the quantity rules, moves the status with a conditional UPDATE
+(so two racing transitions cannot both win) and records an event in the same
+transaction. Services flush; whoever opened the session commits.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from returnguard.audit import service as audit
+from returnguard.auth.service import Actor
+from returnguard.domain import returns as lifecycle
+from returnguard.domain.returns import (
+    LIFECYCLE,
+    LineQuantities,
+    QuantityError,
+    ReturnAction,
+    ReturnStatus,
+)
+from returnguard.errors import Conflict, InvalidInput, NotFound
+from returnguard.kit.db import utcnow
+from returnguard.kit.state_machine import IllegalTransition
+from returnguard.orders import repository as orders_repo
+from returnguard.outbox.service import publish_webhook_event
+from returnguard.returns import repository as repo
+from returnguard.returns.models import Inspection, Receipt, Return, ReturnLine, Shipment
+from returnguard.returns.schemas import (
+    ApproveIn,
+    InspectionIn,
+    OfferIn,
+    OfferKind,
+    ReceiveIn,
+    ReturnIn,
+    ShipmentIn,
+)
+
+_RMA_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+class IllegalTransitionError(Conflict):
+    code = "illegal_transition"
+    title = "Not allowed in the return's current state"
+
+
+class ConcurrentUpdate(Conflict):
+    code = "concurrent_update"
+    title = "The return changed while this request ran"
+
+
+class QuantityExceeded(InvalidInput):
+    code = "quantity_exceeded"
+
+
+def _quantity_error(exc: QuantityError) -> QuantityExceeded:
+    return QuantityExceeded(str(exc), errors=[{"field": exc.field, "message": exc.message}])
+
+
+def get_return(session: Session, organization_id: uuid.UUID, return_id: uuid.UUID) -> Return:
+    ret = repo.get(session, organization_id, return_id)
+    if ret is None:
+        raise NotFound(f"return {return_id} not found")
+    return ret
+
+
+def _new_number(session: Session, organization_id: uuid.UUID) -> str:
+    while True:
+        number = "RMA-" + "".join(secrets.choice(_RMA_ALPHABET) for _ in range(8))
+        if not repo.number_taken(session, organization_id, number):
+            return number
+
+
+def _quantities(line: ReturnLine) -> LineQuantities:
+    return LineQuantities(
+        line.requested, line.approved, line.received, line.inspected, line.passed, line.refunded
+    )
+
+
+def _store(line: ReturnLine, q: LineQuantities) -> None:
+    line.approved, line.received, line.inspected = q.approved, q.received, q.inspected
+    line.passed, line.refunded = q.passed, q.refunded
+
+
+def _snapshot(ret: Return) -> dict[str, Any]:
+    return {
+        "status": ret.status,
+        "lines": {str(ln.id): asdict(_quantities(ln)) for ln in ret.lines},
+    }
+
+
+def create_return(session: Session, actor: Actor, data: ReturnIn) -> Return:
+    """Open a return; no line may ask for more units than the order still has to give."""
+    # Locking the order serialises concurrent requests against the same order lines.
+    order = orders_repo.order(session, actor.organization_id, data.order_id, lock=True)
+    if order is None:
+        raise NotFound(f"order {data.order_id} not found")
+    order_lines = {ln.id: ln for ln in order.lines}
+    claimed = repo.claimed_quantities(session, order_lines)
+    errors: list[dict[str, str]] = []
+    seen: set[uuid.UUID] = set()
+    for i, line_in in enumerate(data.lines):
+        field = f"lines.{i}"
+        order_line = order_lines.get(line_in.order_line_id)
+        if order_line is None:
+            errors.append(
+                {
+                    "field": f"{field}.order_line_id",
+                    "message": f"is not a line of order {order.external_id}",
+                }
+            )
+            continue
+        if line_in.order_line_id in seen:
+            errors.append(
+                {
+                    "field": f"{field}.order_line_id",
+                    "message": "appears twice; combine the quantities in one line",
+                }
+            )
+            continue
+        seen.add(line_in.order_line_id)
+        open_qty = lifecycle.returnable_quantity(order_line.quantity, claimed[order_line.id])
+        if line_in.quantity > open_qty:
+            errors.append(
+                {
+                    "field": f"{field}.quantity",
+                    "message": f"{line_in.quantity} requested but only {open_qty} of "
+                    f"{order_line.quantity} ordered unit(s) can still be returned",
+                }
+            )
+    if errors:
+        raise QuantityExceeded(
+            "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
+        )
+    ret = Return(
+        organization_id=actor.organization_id,
+        number=_new_number(session, actor.organization_id),
+        order_id=order.id,
+        channel_id=order.channel_id,
+        buyer_id=order.buyer_id,
+        status=ReturnStatus.REQUESTED.value,
+        currency=order.currency,
+        buyer_comment=data.buyer_comment,
+    )
+    for position, line_in in enumerate(data.lines):
+        ret.lines.append(
+            ReturnLine(
+                organization_id=actor.organization_id,
+                order_line_id=line_in.order_line_id,
+                position=position,
+                reason_code=line_in.reason_code.value,
+                comment=line_in.comment,
+                requested=line_in.quantity,
+            )
+        )
+    session.add(ret)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        subject_type="return",
+        subject_id=ret.id,
+        return_id=ret.id,
+        action="return.created",
+        after=_snapshot(ret),
+        data={
+            "order_id": order.id,
+            "number": ret.number,
+            "reasons": [ln.reason_code for ln in ret.lines],
+        },
+    )
+    publish_webhook_event(session, actor.organization_id, "return.created", _webhook_data(ret))
+    return ret
+
+
+def _webhook_data(ret: Return, previous: str | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "return_id": ret.id,
+        "number": ret.number,
+        "order_id": ret.order_id,
+        "status": ret.status,
+        "lines": [
+            {
+                "id": ln.id,
+                "order_line_id": ln.order_line_id,
+                "reason_code": ln.reason_code,
+                **asdict(_quantities(ln)),
+            }
+            for ln in ret.lines
+        ],
+    }
+    if previous is not None:
+        data["previous_status"] = previous
+    return data
+
+
+Mutation = Callable[[Return], dict[str, Any] | None]
+
+
+def transition(
+    session: Session,
+    actor: Actor,
+    return_id: uuid.UUID,
+    action: ReturnAction,
+    mutate: Mutation | None = None,
+    *,
+    expected_version: int | None = None,
+) -> Return:
+    """Apply ``action`` to a return; exactly one of two racing transitions can win."""
+    ret = repo.get(session, actor.organization_id, return_id, lock=True)
+    if ret is None:
+        raise NotFound(f"return {return_id} not found")
+    if expected_version is not None and ret.version != expected_version:
+        raise ConcurrentUpdate(
+            f"the return is at version {ret.version}, not {expected_version}",
+            extra={"current_version": ret.version, "current_status": ret.status},
+        )
+    current = ReturnStatus(ret.status)
+    try:
+        target = LIFECYCLE.next_status(current, action)
+    except IllegalTransition as exc:
+        raise IllegalTransitionError(
+            f"cannot {action.value.replace('_', ' ')}: the return is {current.value}; "
+            f"allowed actions now: {', '.join(exc.allowed) or 'none (final state)'}",
+            extra={
+                "current_status": current.value,
+                "allowed_actions": exc.allowed,
+                "allowed_next_statuses": LIFECYCLE.allowed_next_statuses(current),
+            },
+        ) from None
+    before = _snapshot(ret)
+    version = ret.version
+    try:
+        data = mutate(ret) if mutate else None
+    except QuantityError as exc:
+        raise _quantity_error(exc) from None
+    if not repo.compare_and_set_status(session, ret, current.value, target.value, version):
+        raise ConcurrentUpdate("another request changed this return first; reload and retry")
+    ret.status, ret.version = target.value, version + 1
+    ret.updated_at = utcnow()
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        subject_type="return",
+        subject_id=ret.id,
+        return_id=ret.id,
+        action=f"return.{action.value}",
+        before=before,
+        after=_snapshot(ret),
+        data=data,
+    )
+    if target != current:
+        publish_webhook_event(
+            session,
+            actor.organization_id,
+            "return.status_changed",
+            _webhook_data(ret, previous=current.value) | {"action": action},
+        )
+    return ret
+
+
+def _lines_by_id(ret: Return) -> dict[uuid.UUID, ReturnLine]:
+    return {ln.id: ln for ln in ret.lines}
+
+
+def _line(ret: Return, line_id: uuid.UUID, field: str) -> ReturnLine:
+    line = _lines_by_id(ret).get(line_id)
+    if line is None:
+        raise QuantityError(field, f"is not a line of return {ret.number}")
+    return line
+
+
+def _no_duplicate_lines(ids: list[uuid.UUID], field: str) -> None:
+    if len(set(ids)) != len(ids):
+        raise QuantityError(field, "the same return line appears more than once")
+
+
+def approve(session: Session, actor: Actor, return_id: uuid.UUID, data: ApproveIn) -> Return:
+    def apply(ret: Return) -> dict[str, Any]:
+        chosen: dict[uuid.UUID, int] = {}
+        if data.lines is not None:
+            _no_duplicate_lines([x.return_line_id for x in data.lines], "lines")
+            for i, item in enumerate(data.lines):
+                _line(ret, item.return_line_id, f"lines.{i}.return_line_id")
+                chosen[item.return_line_id] = item.quantity
+        for i, line in enumerate(ret.lines):
+            qty = chosen.get(line.id) if data.lines is not None else None
+            if data.lines is not None and qty is None:
+                qty = 0
+            _store(line, lifecycle.approve_line(_quantities(line), qty, f"lines.{i}.quantity"))
+        if sum(ln.approved for ln in ret.lines) == 0:
+            raise QuantityError("lines", "approve at least one unit, or reject the return")
+        ret.status_reason = data.note or None
+        return {"note": data.note}
+
+    return transition(session, actor, return_id, ReturnAction.APPROVE, apply)
+
+
+def reject(session: Session, actor: Actor, return_id: uuid.UUID, reason: str) -> Return:
+    def apply(ret: Return) -> dict[str, Any]:
+        ret.status_reason = reason
+        return {"reason": reason}
+
+    return transition(session, actor, return_id, ReturnAction.REJECT, apply)
+
+
+def cancel(session: Session, actor: Actor, return_id: uuid.UUID, reason: str) -> Return:
+    def apply(ret: Return) -> dict[str, Any]:
+        ret.status_reason = reason or "cancelled"
+        return {"reason": reason}
+
+    return transition(session, actor, return_id, ReturnAction.CANCEL, apply)
+
+
+def simple(
+    session: Session, actor: Actor, return_id: uuid.UUID, action: ReturnAction, reason: str = ""
+) -> Return:
+    """Transitions that carry only an optional reason (review, evidence, close, lost…)."""
+
+    def apply(ret: Return) -> dict[str, Any]:
+        if reason:
+            ret.status_reason = reason
+        return {"reason": reason} if reason else {}
+
+    return transition(session, actor, return_id, action, apply)
+
+
+def offer(session: Session, actor: Actor, return_id: uuid.UUID, data: OfferIn) -> Return:
+    def apply(ret: Return) -> dict[str, Any]:
+        if data.kind == OfferKind.KEEP_PARTIAL_REFUND and (data.amount is None) == (
+            data.percent is None
+        ):
+            raise QuantityError("amount", "a keep-the-item offer needs either amount or percent")
+        if data.kind == OfferKind.COUPON and data.amount is None:
+            raise QuantityError("amount", "a coupon offer needs its value")
+        if data.amount is not None and data.amount.currency != ret.currency:
+            raise QuantityError(
+                "amount.currency",
+                f"{data.amount.currency} differs from the return's {ret.currency}",
+            )
+        if data.percent is not None and not Decimal(0) < Decimal(data.percent) <= Decimal(100):
+            raise QuantityError("percent", "must be above 0 and at most 100")
+        ret.offer = {
+            "kind": data.kind.value,
+            "amount": data.amount.model_dump() if data.amount else None,
+            "percent": data.percent,
+            "note": data.note,
+        }
+        return {"offer": ret.offer}
+
+    return transition(session, actor, return_id, ReturnAction.OFFER, apply)
+
+
+def accept_offer(session: Session, actor: Actor, return_id: uuid.UUID) -> Return:
+    def apply(ret: Return) -> dict[str, Any]:
+        # The buyer keeps the goods: every requested unit is settled by the offer.
+        for i, line in enumerate(ret.lines):
+            _store(line, lifecycle.approve_line(_quantities(line), None, f"lines.{i}"))
+        ret.status_reason = "offer accepted"
+        return {"offer": ret.offer}
+
+    return transition(session, actor, return_id, ReturnAction.ACCEPT_OFFER, apply)
+
+
+def decline_offer(session: Session, actor: Actor, return_id: uuid.UUID) -> Return:
+    def apply(ret: Return) -> dict[str, Any]:
+        for i, line in enumerate(ret.lines):
+            _store(line, lifecycle.approve_line(_quantities(line), None, f"lines.{i}"))
+        ret.status_reason = "offer declined; return goes ahead"
+        return {"offer": ret.offer}
+
+    return transition(session, actor, return_id, ReturnAction.DECLINE_OFFER, apply)
+
+
+def add_shipment(session: Session, actor: Actor, return_id: uuid.UUID, data: ShipmentIn) -> Return:
+    def apply(ret: Return) -> dict[str, Any]:
+        shipment = Shipment(
+            organization_id=ret.organization_id,
+            return_id=ret.id,
+            carrier=data.carrier,
+            tracking_number=data.tracking_number,
+            # Labels are often bought in another currency than the order's; keep it as given.
+            label_cost_minor=data.label_cost.minor if data.label_cost else None,
+            label_cost_currency=data.label_cost.currency if data.label_cost else None,
+            label_paid_by=data.label_paid_by,
+        )
+        session.add(shipment)
+        return {
+            "carrier": data.carrier,
+            "tracking_number": data.tracking_number,
+            "label_cost": data.label_cost.model_dump() if data.label_cost else None,
+            "label_paid_by": data.label_paid_by,
+        }
+
+    return transition(session, actor, return_id, ReturnAction.SHIP, apply)
+
+
+def receive(session: Session, actor: Actor, return_id: uuid.UUID, data: ReceiveIn) -> Return:
+    def apply(ret: Return) -> dict[str, Any]:
+        _no_duplicate_lines([x.return_line_id for x in data.lines], "lines")
+        for i, item in enumerate(data.lines):
+            line = _line(ret, item.return_line_id, f"lines.{i}.return_line_id")
+            _store(
+                line,
+                lifecycle.receive_line(_quantities(line), item.quantity, f"lines.{i}.quantity"),
+            )
+        lines = [
+            {"return_line_id": str(x.return_line_id), "quantity": x.quantity} for x in data.lines
+        ]
+        session.add(
+            Receipt(
+                organization_id=ret.organization_id, return_id=ret.id, lines=lines, notes=data.notes
+            )
+        )
+        return {"lines": lines, "notes": data.notes}
+
+    return transition(session, actor, return_id, ReturnAction.RECEIVE, apply)
+
+
+def inspect(session: Session, actor: Actor, return_id: uuid.UUID, data: InspectionIn) -> Return:
+    def apply(ret: Return) -> dict[str, Any]:
+        _no_duplicate_lines([x.return_line_id for x in data.lines], "lines")
+        total_passed = total_failed = 0
+        for i, item in enumerate(data.lines):
+            line = _line(ret, item.return_line_id, f"lines.{i}.return_line_id")
+            _store(
+                line,
+                lifecycle.inspect_line(_quantities(line), item.passed, item.failed, f"lines.{i}"),
+            )
+            total_passed += item.passed
+            total_failed += item.failed
+        outcome = lifecycle.inspection_outcome(total_passed, total_failed)
+        lines = [item.model_dump(mode="json") for item in data.lines]
+        session.add(
+            Inspection(
+                organization_id=ret.organization_id,
+                return_id=ret.id,
+                outcome=outcome,
+                lines=lines,
+                notes=data.notes,
+            )
+        )
+        return {"outcome": outcome, "lines": lines, "notes": data.notes}
+
+    return transition(session, actor, return_id, ReturnAction.INSPECT, apply)
