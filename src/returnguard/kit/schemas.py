@@ -100,8 +100,8 @@ class MoneyOut(BaseModel):
 
 @cache
 def _territories() -> frozenset[str]:
-    names: dict[str, str] = Locale("en").territories
-    return frozenset(k for k in names if isinstance(k, str) and len(k) == 2 and k.isalpha())
+    codes = [str(k) for k in Locale("en").territories]
+    return frozenset(k for k in codes if len(k) == 2 and k.isalpha())
 
 
 def _country(value: str) -> str:
