@@ -60,7 +60,7 @@ def create_endpoint(body: EndpointIn, session: SessionDep, actor: Admin) -> Endp
     """Register a URL to receive signed webhook events (`ReturnGuard-Signature` header)."""
     endpoint = service.create_endpoint(
         session,
-        actor.organization_id,
+        actor,
         url=body.url,
         event_types=body.event_types,
         description=body.description,

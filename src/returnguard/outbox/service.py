@@ -12,10 +12,13 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from returnguard.audit import service as audit
 from returnguard.audit.service import jsonable
+from returnguard.auth.actor import Actor
 from returnguard.errors import InvalidInput, NotFound
 from returnguard.kit.db import utcnow
 from returnguard.outbox.models import OutboxMessage, WebhookDelivery, WebhookEndpoint
@@ -71,15 +74,28 @@ def backoff(attempt: int) -> timedelta:
 
 
 def _check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise InvalidInput.field("url", "must be an absolute http:// or https:// URL")
+    """Accept an absolute http(s) URL with a host that the worker's HTTP client can use.
+
+    A malformed URL (bad IPv6 literal, port out of range, spaces or control characters)
+    is a validation error here rather than a crash now or a failed delivery later.
+    """
+    message = "must be an absolute http:// or https:// URL"
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise InvalidInput.field("url", message + " without spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when the port is out of range
+        parsed = httpx.URL(url)
+    except (ValueError, httpx.InvalidURL):
+        raise InvalidInput.field("url", message) from None
+    if parts.scheme not in {"http", "https"} or not parsed.host:
+        raise InvalidInput.field("url", message)
     return url
 
 
 def create_endpoint(
     session: Session,
-    organization_id: uuid.UUID,
+    actor: Actor,
     *,
     url: str,
     event_types: list[str],
@@ -93,7 +109,7 @@ def create_endpoint(
     if not event_types:
         raise InvalidInput.field("event_types", "subscribe to at least one event type")
     endpoint = WebhookEndpoint(
-        organization_id=organization_id,
+        organization_id=actor.organization_id,
         url=_check_url(url),
         secret="whsec_" + secrets.token_urlsafe(32),
         event_types=list(dict.fromkeys(event_types)),
@@ -101,6 +117,18 @@ def create_endpoint(
     )
     session.add(endpoint)
     session.flush()
+    audit.record(
+        session,
+        actor,
+        subject_type="webhook_endpoint",
+        subject_id=endpoint.id,
+        action="webhook_endpoint.created",
+        after={
+            "url": endpoint.url,
+            "event_types": endpoint.event_types,
+            "description": endpoint.description,
+        },
+    )
     return endpoint
 
 

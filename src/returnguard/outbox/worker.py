@@ -4,6 +4,13 @@ Claiming sets a lease (`locked_until`) in a short transaction; on PostgreSQL the
 uses `FOR UPDATE SKIP LOCKED` so many workers on many machines share the queue. If a
 worker dies mid-delivery its lease runs out and another worker takes the message: at
 least once delivery, so receivers de-duplicate on the event id.
+
+A batch is worked through one message at a time, so the lease taken at claim time may
+run out before the last messages of a slow batch get their turn. Right before working
+on a message the worker therefore renews its lease, and skips the message if another
+worker has claimed it in the meantime (its ``attempts`` moved on). The outcome is only
+written while the message is still ours, so a worker that lost its lease mid-request
+cannot overwrite what the new owner recorded.
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
 from returnguard.config import Settings
 from returnguard.kit.db import Database, utcnow
@@ -41,6 +49,15 @@ class Outcome:
 Handler = Callable[[int, dict[str, Any], int], Outcome]
 
 
+class Claim(NamedTuple):
+    """A message this worker leased; ``attempt`` is the 1-based attempt it is making."""
+
+    message_id: int
+    topic: str
+    payload: dict[str, Any]
+    attempt: int
+
+
 class Worker:
     def __init__(
         self,
@@ -52,14 +69,24 @@ class Worker:
     ) -> None:
         self.db = db
         self.settings = settings
+        self._owns_http = http is None
         self.http = http or httpx.Client(timeout=settings.webhook_timeout_seconds)
         self.batch_size = batch_size
         self.worker_id = uuid.uuid4().hex[:8]
         self.handlers: dict[str, Handler] = {WEBHOOK_TOPIC: self.deliver_webhook}
 
-    def claim(self) -> list[tuple[int, str, dict[str, Any], int]]:
+    def close(self) -> None:
+        """Release the HTTP connection pool (if the worker created it)."""
+        if self._owns_http:
+            self.http.close()
+
+    def _lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.outbox_lease_seconds)
+
+    def claim(self) -> list[Claim]:
+        """Lease up to ``batch_size`` due messages and count the attempt on each."""
         now = utcnow()
-        lease = now + timedelta(seconds=self.settings.outbox_lease_seconds)
+        lease = now + self._lease()
         with self.db.session() as session:
             rows = session.scalars(
                 select(OutboxMessage)
@@ -76,38 +103,69 @@ class Worker:
             for row in rows:
                 row.locked_until = lease
                 row.attempts += 1
-                claimed.append((row.id, row.topic, dict(row.payload), row.attempts))
+                claimed.append(Claim(row.id, row.topic, dict(row.payload), row.attempts))
             return claimed
 
     def run_once(self) -> int:
-        """Deliver every message that is due now; returns how many were attempted."""
+        """Deliver every message that is due now; returns how many were claimed."""
         claimed = self.claim()
-        for message_id, topic, payload, attempt in claimed:
-            handler = self.handlers.get(topic)
-            if handler is None:
-                outcome = Outcome(False, f"no handler for topic {topic!r}", retry=False)
-            else:
-                try:
-                    outcome = handler(message_id, payload, attempt)
-                except Exception as exc:  # a bug in one handler must not stop the queue
-                    log.exception("outbox message %s failed", message_id)
-                    outcome = Outcome(False, f"{type(exc).__name__}: {exc}")
-            self._finish(message_id, attempt, outcome)
+        for claim in claimed:
+            self.process(claim)
         return len(claimed)
 
-    def _finish(self, message_id: int, attempt: int, outcome: Outcome) -> None:
+    def process(self, claim: Claim) -> Outcome | None:
+        """Work on one claimed message; None if the lease was lost to another worker."""
+        if not self._renew(claim):
+            log.warning(
+                "outbox message %s: lease lost before attempt %s; skipped",
+                claim.message_id,
+                claim.attempt,
+            )
+            return None
+        handler = self.handlers.get(claim.topic)
+        if handler is None:
+            outcome = Outcome(False, f"no handler for topic {claim.topic!r}", retry=False)
+        else:
+            try:
+                outcome = handler(claim.message_id, claim.payload, claim.attempt)
+            except Exception as exc:  # a bug in one handler must not stop the queue
+                log.exception("outbox message %s failed", claim.message_id)
+                outcome = Outcome(False, f"{type(exc).__name__}: {exc}")
+        self._finish(claim, outcome)
+        return outcome
+
+    def _owned(self, session: Session, claim: Claim) -> OutboxMessage | None:
+        row = session.get(OutboxMessage, claim.message_id, with_for_update=True)
+        if row is None or row.status != "pending" or row.attempts != claim.attempt:
+            return None
+        return row
+
+    def _renew(self, claim: Claim) -> bool:
         with self.db.session() as session:
-            row = session.get(OutboxMessage, message_id)
+            row = self._owned(session, claim)
             if row is None:
+                return False
+            row.locked_until = utcnow() + self._lease()
+            return True
+
+    def _finish(self, claim: Claim, outcome: Outcome) -> None:
+        with self.db.session() as session:
+            row = self._owned(session, claim)
+            if row is None:
+                log.warning(
+                    "outbox message %s: lease lost during attempt %s; outcome not recorded",
+                    claim.message_id,
+                    claim.attempt,
+                )
                 return
             row.locked_until = None
             if outcome.ok:
                 row.status, row.done_at, row.last_error = "done", utcnow(), None
-            elif not outcome.retry or attempt >= self.settings.webhook_max_attempts:
+            elif not outcome.retry or claim.attempt >= self.settings.webhook_max_attempts:
                 row.status, row.last_error = "dead", outcome.error
             else:
                 row.last_error = outcome.error
-                row.next_attempt_at = utcnow() + backoff(attempt)
+                row.next_attempt_at = utcnow() + backoff(claim.attempt)
 
     def deliver_webhook(self, message_id: int, payload: dict[str, Any], attempt: int) -> Outcome:
         with self.db.session() as session:
@@ -133,7 +191,7 @@ class Worker:
             status_code = response.status_code
             if not 200 <= status_code < 300:
                 error = f"HTTP {status_code}"
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             error = f"{type(exc).__name__}: {exc}"
         elapsed = int((time.monotonic() - started) * 1000)
         with self.db.session() as session:
@@ -151,7 +209,8 @@ class Worker:
                     duration_ms=elapsed,
                 )
             )
-        # 4xx other than 408/429 means the receiver rejects this event for good.
+        # A 4xx means the receiver rejects this event for good, except 408 (timeout),
+        # 409 (conflict, e.g. the receiver is busy with the same event) and 429 (rate limit).
         permanent = (
             status_code is not None
             and 400 <= status_code < 500
@@ -201,3 +260,5 @@ class InProcessWorker:
         self.stop.set()
         self.wake.set()
         self.thread.join(timeout)
+        if not self.thread.is_alive():
+            self.worker.close()
