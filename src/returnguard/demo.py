@@ -1,0 +1,1126 @@
+"""Realistic demo data for `returnguard demo`, created through the real services.
+
+Everything goes through the same use cases the API calls, so the demo has what a
+production tenant has: hash-chained events for every change, webhook outbox rows for
+every return event, users acting with their roles. One organization, "Demo Outdoor
+Gear", sells outdoor equipment on Amazon.de (EUR, buyers across the EU) and in a
+Shopify store for the US (USD); it has a few hundred orders from the last 90 days and
+returns in every lifecycle state that the services can reach today.
+
+The data comes from a fixed-seed ``random.Random``: two loads differ only in ids, keys,
+RMA numbers and timestamps (which are relative to now). Loading again into a database
+that already holds a complete demo adds nothing and only issues a fresh admin key. The
+load is marked complete by a final ``demo.loaded`` event; an interrupted load leaves an
+incomplete organization behind, which the next load ignores.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from returnguard.audit import service as audit
+from returnguard.audit.models import Event
+from returnguard.auth import service as auth
+from returnguard.auth.models import Organization, Role
+from returnguard.auth.service import Actor
+from returnguard.domain.reasons import ReasonClass, ReasonCode
+from returnguard.domain.returns import ReturnAction, ReturnStatus
+from returnguard.kit.db import Database
+from returnguard.kit.schemas import MoneyIn
+from returnguard.orders import service as orders
+from returnguard.orders.models import Order, OrderLine
+from returnguard.orders.schemas import (
+    BuyerIn,
+    ChannelIn,
+    Marketplace,
+    OrderIn,
+    OrderLineIn,
+    ProductIn,
+)
+from returnguard.outbox import service as outbox
+from returnguard.returns import service as returns
+from returnguard.returns.models import Return
+from returnguard.returns.schemas import (
+    ApproveIn,
+    Disposition,
+    InspectionIn,
+    InspectionLineIn,
+    LineQuantityIn,
+    OfferIn,
+    OfferKind,
+    ReceiveIn,
+    ReceiveLineIn,
+    ReturnIn,
+    ReturnLineIn,
+    ShipmentIn,
+)
+
+DEMO_ORGANIZATION = "Demo Outdoor Gear"
+DEMO_SEED = 20_240_917
+LOADED_ACTION = "demo.loaded"
+ORDER_COUNT = 300
+ORDERS_PER_TRANSACTION = 100
+CENT = Decimal("0.01")
+
+S = ReturnStatus
+R = ReasonCode
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DemoInfo:
+    organization_id: uuid.UUID
+    api_key: str
+    orders: int
+    returns: int
+
+
+# --------------------------------------------------------------------------- catalogue
+
+
+@dataclass(frozen=True)
+class DemoProduct:
+    sku: str
+    category: str
+    cost: str  # EUR, what the seller pays the supplier
+    price_eur: str  # Amazon.de price, VAT included
+    price_usd: str  # Shopify US price, before sales tax
+    hs_code: str
+    weight: int  # how often it sells, relative
+    title: str
+    title_de: str
+
+
+# SKU (with {size} for each size) | sizes | category | unit cost EUR | price EUR | price USD |
+# HS code | relative sales | English title | German title (for Amazon.de)
+CATALOGUE = """
+TENT-TRAIL2 | - | tents | 118.40 | 279.00 | 299.00 | 63062200 | 5 |
+  Trailhead 2 ultralight tent, 2 person | Trailhead 2 Ultraleicht-Zelt, 2 Personen
+TENT-BASE4 | - | tents | 187.90 | 449.00 | 479.00 | 63062200 | 2 |
+  Basecamp 4 family tent, 4 person | Basecamp 4 Familienzelt, 4 Personen
+TENT-BIVY1 | - | tents | 63.50 | 149.00 | 159.00 | 63062200 | 2 |
+  Summit bivy shelter, 1 person | Summit Biwakzelt, 1 Person
+LAMP-HL400 | - | lighting | 11.40 | 34.95 | 36.99 | 85131000 | 10 |
+  Headlamp 400 lm, rechargeable (USB-C) | Stirnlampe 400 lm, wiederaufladbar (USB-C)
+LAMP-HL900 | - | lighting | 21.80 | 59.95 | 64.99 | 85131000 | 6 |
+  Headlamp 900 lm with red light | Stirnlampe 900 lm mit Rotlicht
+LAMP-LANT | - | lighting | 9.20 | 27.95 | 29.99 | 85134000 | 5 |
+  Camping lantern 300 lm, USB-C | Campinglaterne 300 lm, USB-C
+JKT-STORM-M-{size} | S M L XL | apparel | 52.00 | 189.00 | 199.00 | 62019300 | 4 |
+  Stormline 3-layer rain jacket, men's, size {size} |
+  Stormline 3-Lagen-Regenjacke, Herren, Größe {size}
+JKT-STORM-W-{size} | XS S M L | apparel | 52.00 | 189.00 | 199.00 | 62029300 | 3 |
+  Stormline 3-layer rain jacket, women's, size {size} |
+  Stormline 3-Lagen-Regenjacke, Damen, Größe {size}
+JKT-DOWN-M-{size} | M L XL | apparel | 41.30 | 159.00 | 169.00 | 62014000 | 3 |
+  Featherlight down jacket, men's, size {size} | Featherlight Daunenjacke, Herren, Größe {size}
+SLP-BAG-3S | - | sleeping | 38.50 | 119.00 | 129.00 | 94043000 | 4 |
+  Three-season sleeping bag, comfort -5 °C | Drei-Jahreszeiten-Schlafsack, Komfort -5 °C
+SLP-MAT-UL | - | sleeping | 24.10 | 79.95 | 84.99 | 63064000 | 4 |
+  Ultralight inflatable sleeping mat, R 4.2 | Ultraleichte aufblasbare Isomatte, R 4,2
+PACK-RIDGE45 | - | backpacks | 46.00 | 149.00 | 159.00 | 42029291 | 3 |
+  Ridge 45 L trekking backpack | Ridge 45 L Trekkingrucksack
+PACK-DAY22 | - | backpacks | 17.50 | 59.95 | 64.99 | 42029291 | 4 |
+  Daypack 22 L with rain cover | Tagesrucksack 22 L mit Regenhülle
+COOK-STOVE | - | cooking | 14.20 | 44.95 | 47.99 | 73211100 | 4 |
+  Compact gas stove with piezo igniter | Kompakter Gaskocher mit Piezozündung
+COOK-POT-TI | - | cooking | 12.80 | 39.95 | 42.99 | 81089050 | 3 |
+  Titanium pot 750 ml | Titantopf 750 ml
+POLE-CARBON | - | accessories | 23.00 | 89.95 | 94.99 | 66020000 | 3 |
+  Carbon trekking poles, pair | Carbon-Trekkingstöcke, Paar
+H2O-FILTER | - | accessories | 11.00 | 34.95 | 37.99 | 84212100 | 4 |
+  Squeeze water filter 0.1 µm | Quetsch-Wasserfilter 0,1 µm
+"""
+
+
+def _records(table: str) -> list[list[str]]:
+    """Rows of a `|`-separated table; a row continues on the following indented lines."""
+    rows: list[str] = []
+    for line in table.strip().splitlines():
+        if line.startswith(" "):
+            rows[-1] += " " + line.strip()
+        else:
+            rows.append(line.strip())
+    return [[cell.strip() for cell in row.split("|")] for row in rows]
+
+
+def _catalogue() -> list[DemoProduct]:
+    """The products, one per size."""
+    products: list[DemoProduct] = []
+    for record in _records(CATALOGUE):
+        sku, sizes, category, cost, eur, usd, hs, weight, title, title_de = record
+        for size in sizes.split() if sizes != "-" else [""]:
+            products.append(
+                DemoProduct(
+                    sku.format(size=size),
+                    category,
+                    cost,
+                    eur,
+                    usd,
+                    hs,
+                    int(weight),
+                    title.format(size=size),
+                    title_de.format(size=size),
+                )
+            )
+    return products
+
+
+# ------------------------------------------------------------------------------ buyers
+
+# Buyer country | VAT rate (destination VAT, EU one-stop shop) | share of buyers |
+# first names | surnames
+EU_MARKETS = """
+DE | 19 | 60 | Julia Lukas Anna Felix Sophie Jonas Lena Tobias Katrin Moritz Sabine Jan |
+  Müller Schmidt Schneider Fischer Weber Becker Hoffmann Wagner Schäfer Krüger Neumann Zimmermann
+AT | 20 | 12 | Florian Magdalena Stefan Theresa Matthias | Gruber Huber Pichler Steiner Moser
+FR | 20 | 8 | Camille Julien Léa Nicolas Chloé | Martin Bernard Dubois Lefèvre Moreau
+NL | 21 | 7 | Daan Sanne Bram Lotte | Jansen Bakker Visser Smit
+IT | 22 | 5 | Giulia Marco Francesca Luca | Rossi Bianchi Romano Colombo
+ES | 21 | 4 | Lucía Javier Carmen Pablo | García Fernández López Martínez
+BE | 21 | 2 | Lotte Thomas Elise | Peeters Janssens Maes
+PL | 23 | 2 | Katarzyna Piotr Agnieszka | Nowak Kowalski Wiśniewski
+"""
+# US state | sales tax collected (%) | share of buyers. The order model has no state
+# field, so the state only shapes the sales tax on the order.
+US_STATES = """
+CA 7.25 18 | NY 8.875 10 | TX 6.25 10 | WA 6.5 7 | CO 2.9 7 | OR 0 5 | IL 6.25 6 |
+MA 6.25 5 | FL 6 8 | UT 6.1 4 | MN 6.875 4 | NC 4.75 4
+"""
+# first names | surnames
+US_NAMES = """
+Emily Jacob Madison Ethan Olivia Noah Ava Liam Hannah Tyler Grace Brandon Megan Kevin Rachel |
+  Miller Johnson Williams Brown Davis Garcia Rodriguez Wilson Anderson Thompson Nguyen Clark
+"""
+
+
+@dataclass(frozen=True)
+class Market:
+    region: str  # EU: the buyer's country; US: the state
+    tax_rate: Decimal
+    share: int
+    first_names: tuple[str, ...] = ()
+    surnames: tuple[str, ...] = ()
+
+
+def _eu_markets() -> list[Market]:
+    markets = []
+    for country, vat, share, firsts, lasts in _records(EU_MARKETS):
+        markets.append(
+            Market(country, Decimal(vat), int(share), tuple(firsts.split()), tuple(lasts.split()))
+        )
+    return markets
+
+
+def _us_states() -> list[Market]:
+    states = []
+    for item in US_STATES.replace("\n", " ").split("|"):
+        state, tax, share = item.split()
+        states.append(Market(state, Decimal(tax), int(share)))
+    return states
+
+
+@dataclass
+class DemoBuyer:
+    data: BuyerIn
+    region: str  # EU: country; US: state
+    tax_rate: Decimal
+
+
+# ----------------------------------------------------------------------- return texts
+
+# (reason, category or "*", language) -> buyer comments.
+COMMENTS: dict[tuple[ReasonCode, str, str], list[str]] = {
+    (R.SIZE_FIT, "*", "de"): [
+        "Fällt eine Nummer zu klein aus, an den Schultern viel zu eng.",
+        "Ärmel sind zu kurz, ich bräuchte eine Größe größer.",
+        "Zu weit geschnitten, passt leider nicht.",
+    ],
+    (R.SIZE_FIT, "*", "en"): [
+        "Runs small. I usually wear this size but it is tight across the shoulders.",
+        "Sleeves are too long for me.",
+        "Fits too loose around the waist, would like the next size down.",
+    ],
+    (R.SIZE_FIT, "*", "fr"): ["Taille trop petite, je voudrais l'échanger."],
+    (R.DEFECTIVE, "lighting", "de"): [
+        "Lässt sich nach zwei Tagen nicht mehr aufladen.",
+        "Die Lampe flackert im höchsten Modus und geht dann aus.",
+    ],
+    (R.DEFECTIVE, "lighting", "en"): [
+        "Stopped charging after a week of use.",
+        "Flickers on high and then shuts off.",
+    ],
+    (R.DEFECTIVE, "lighting", "fr"): ["La lampe ne s'allume plus après la première charge."],
+    (R.DEFECTIVE, "tents", "de"): [
+        "Gestängesegment ist beim ersten Aufbau gebrochen.",
+        "Die Naht am Außenzelt ist schon beim ersten Regen undicht.",
+    ],
+    (R.DEFECTIVE, "tents", "en"): [
+        "A pole section snapped the first time I pitched it.",
+        "Seam on the fly leaks in light rain.",
+    ],
+    (R.DEFECTIVE, "cooking", "de"): ["Die Piezozündung funktioniert nicht."],
+    (R.DEFECTIVE, "cooking", "en"): ["Igniter doesn't spark at all."],
+    (R.DEFECTIVE, "apparel", "de"): ["Reißverschluss klemmt und ist nach einer Woche kaputt."],
+    (R.DEFECTIVE, "apparel", "en"): ["Zipper pull came off on the second day."],
+    (R.DEFECTIVE, "sleeping", "de"): ["Das Ventil verliert über Nacht Luft."],
+    (R.DEFECTIVE, "sleeping", "en"): ["Valve leaks, the mat is flat by morning."],
+    (R.DEFECTIVE, "*", "de"): ["Nach zwei Touren kaputt.", "Naht hat sich gelöst."],
+    (R.DEFECTIVE, "*", "en"): ["Broke on the first trip.", "A seam came apart after two uses."],
+    (R.MISSING_PARTS, "tents", "de"): ["Es fehlen die Heringe und der Packsack."],
+    (R.MISSING_PARTS, "tents", "en"): ["No stakes in the bag, and the guylines are missing."],
+    (R.MISSING_PARTS, "lighting", "de"): ["Ladekabel fehlt im Karton."],
+    (R.MISSING_PARTS, "lighting", "en"): ["Charging cable was not in the box."],
+    (R.MISSING_PARTS, "*", "de"): ["Teile aus der Anleitung fehlen im Karton."],
+    (R.MISSING_PARTS, "*", "en"): ["Parts listed in the manual are missing from the box."],
+    (R.DAMAGED_IN_TRANSIT, "*", "de"): [
+        "Karton war aufgerissen, der Artikel hat eine Delle.",
+        "Paket kam völlig zerdrückt an.",
+    ],
+    (R.DAMAGED_IN_TRANSIT, "*", "en"): [
+        "Box arrived crushed and the item is dented.",
+        "Package was torn open on delivery.",
+    ],
+    (R.NOT_AS_DESCRIBED, "*", "de"): [
+        "Die Farbe ist deutlich dunkler als auf den Fotos.",
+        "Laut Beschreibung wasserdicht, ist es aber nicht.",
+    ],
+    (R.NOT_AS_DESCRIBED, "lighting", "en"): ["Nowhere near as bright as the listing claims."],
+    (R.NOT_AS_DESCRIBED, "*", "en"): [
+        "Color is much darker than in the photos.",
+        "Heavier than the weight in the listing.",
+    ],
+    (R.WRONG_ITEM, "apparel", "de"): ["Falsche Größe geliefert: bestellt M, bekommen L."],
+    (R.WRONG_ITEM, "apparel", "en"): ["Received the women's version instead of the men's."],
+    (R.WRONG_ITEM, "*", "de"): ["Falscher Artikel geliefert, das ist ein anderes Modell."],
+    (R.WRONG_ITEM, "*", "en"): ["Received a different model than the one I ordered."],
+    (R.CHANGED_MIND, "*", "de"): [
+        "Habe mich für ein anderes Modell entschieden.",
+        "Brauche ich doch nicht.",
+    ],
+    (R.CHANGED_MIND, "*", "en"): [
+        "Decided to go with a lighter option.",
+        "Don't need it after all.",
+    ],
+    (R.CHANGED_MIND, "*", "fr"): ["Je n'en ai finalement plus besoin."],
+    (R.ORDERED_BY_MISTAKE, "*", "de"): ["Versehentlich doppelt bestellt."],
+    (R.ORDERED_BY_MISTAKE, "*", "en"): ["Ordered twice by accident."],
+    (R.BETTER_PRICE, "*", "de"): ["Im Laden vor Ort günstiger gefunden."],
+    (R.BETTER_PRICE, "*", "en"): ["Found it cheaper at a local store."],
+    (R.LATE_DELIVERY, "*", "de"): ["Kam erst nach dem Urlaub an, brauche es nicht mehr."],
+    (R.LATE_DELIVERY, "*", "en"): ["Arrived after our trip, no longer needed."],
+    (R.OTHER, "*", "de"): ["War ein Geschenk, der Beschenkte hat schon eins."],
+    (R.OTHER, "*", "en"): ["It was a gift and they already have one."],
+}
+
+# Relative likelihood of each reason per product category ("*": any other category).
+REASON_WEIGHTS_TABLE = """
+apparel | size_fit 45 changed_mind 12 not_as_described 12 defective 8 wrong_item 8
+  ordered_by_mistake 5 better_price 5 other 5
+tents | defective 25 missing_parts 15 damaged_in_transit 12 changed_mind 18
+  not_as_described 10 late_delivery 6 better_price 6 other 8
+lighting | defective 35 not_as_described 15 changed_mind 15 ordered_by_mistake 10
+  better_price 10 damaged_in_transit 5 missing_parts 10
+* | defective 20 changed_mind 25 not_as_described 10 damaged_in_transit 10
+  ordered_by_mistake 10 better_price 10 missing_parts 5 late_delivery 4 other 6
+"""
+# State a return ends in | how many (80 in all) | days since delivery that fit a return
+# that has got that far. `refunded` is not reachable through the services yet.
+RETURN_PLAN_TABLE = """
+requested | 8 | 1 20
+awaiting_evidence | 5 | 2 20
+pending_review | 6 | 2 25
+offered | 4 | 3 25
+approved | 7 | 3 25
+in_transit | 8 | 5 30
+received | 5 | 8 40
+inspected | 6 | 10 45
+closed | 9 | 15 75
+resolved | 5 | 5 45
+rejected | 4 | 35 90
+cancelled | 4 | 3 30
+expired | 3 | 25 60
+lost | 2 | 15 50
+disputed | 4 | 10 60
+"""
+SELLER_FAULT = frozenset(r for r in ReasonCode if r.reason_class == ReasonClass.SELLER_FAULT)
+
+
+def _reason_weights() -> dict[str, dict[ReasonCode, int]]:
+    weights: dict[str, dict[ReasonCode, int]] = {}
+    for category, cell in _records(REASON_WEIGHTS_TABLE):
+        words = cell.split()
+        pairs = zip(words[::2], words[1::2], strict=True)
+        weights[category] = {ReasonCode(reason): int(weight) for reason, weight in pairs}
+    return weights
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    status: ReturnStatus
+    count: int
+    delivered_days_ago: tuple[int, int]
+
+
+def _return_plan() -> list[PlanItem]:
+    plan = []
+    for status, count, ages in _records(RETURN_PLAN_TABLE):
+        low, high = ages.split()
+        plan.append(PlanItem(ReturnStatus(status), int(count), (int(low), int(high))))
+    return plan
+
+
+REASON_WEIGHTS = _reason_weights()
+RETURN_PLAN = _return_plan()
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _money(amount: Decimal, currency: str) -> MoneyIn:
+    return MoneyIn(currency=currency, amount=str(amount.quantize(CENT, ROUND_HALF_UP)))
+
+
+def _digits(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice(string.digits) for _ in range(n))
+
+
+def _alnum(
+    rng: random.Random, n: int, alphabet: str = string.ascii_uppercase + string.digits
+) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def _weighted(rng: random.Random, options: Sequence[T], weights: Sequence[int]) -> T:
+    return rng.choices(list(options), weights=list(weights), k=1)[0]
+
+
+@dataclass
+class Staff:
+    system: Actor
+    agent_eu: Actor
+    agent_us: Actor
+    inspector_eu: Actor
+    inspector_us: Actor
+
+    def agent(self, channel: str) -> Actor:
+        return self.agent_eu if channel == "amazon-de" else self.agent_us
+
+    def inspector(self, channel: str) -> Actor:
+        return self.inspector_eu if channel == "amazon-de" else self.inspector_us
+
+
+@dataclass
+class PlacedLine:
+    id: uuid.UUID
+    product: DemoProduct
+    quantity: int
+
+
+@dataclass
+class PlacedOrder:
+    id: uuid.UUID
+    channel: str
+    currency: str
+    buyer: DemoBuyer
+    delivered_days_ago: float | None
+    lines: list[PlacedLine] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_demo(db: Database, *, seed: int = DEMO_SEED, now: datetime | None = None) -> DemoInfo:
+    """Load the demo organization (once) and return it with a fresh admin API key."""
+    with db.session() as session:
+        existing = _existing_demo(session)
+        if existing is not None:
+            plain = _admin_key(session, existing, "admin (demo, reissued)")
+            return DemoInfo(existing, plain, *_counts(session, existing))
+    rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not a secret
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    with db.session() as session:
+        org = auth.create_organization(session, DEMO_ORGANIZATION, "EUR")
+        org_id = org.id
+        plain = _admin_key(session, org_id, "admin (demo)")
+        staff = _setup(session, org_id)
+        catalogue = _catalogue()
+        for product in catalogue:
+            orders.upsert_product(
+                session,
+                staff.system,
+                ProductIn(
+                    sku=product.sku,
+                    title=product.title,
+                    asin="B0" + _alnum(rng, 8),
+                    category=product.category,
+                    unit_cost=_money(Decimal(product.cost), "EUR"),
+                    hs_code=product.hs_code,
+                ),
+            )
+    placed = _place_orders(db, staff, rng, catalogue, now)
+    count = _create_returns(db, staff, rng, placed, seed)
+    return DemoInfo(org_id, plain, len(placed), count)
+
+
+def _existing_demo(session: Session) -> uuid.UUID | None:
+    return session.scalar(
+        select(Organization.id)
+        .join(Event, Event.organization_id == Organization.id)
+        .where(Organization.name == DEMO_ORGANIZATION, Event.action == LOADED_ACTION)
+        .order_by(Organization.created_at)
+        .limit(1)
+    )
+
+
+def _counts(session: Session, org_id: uuid.UUID) -> tuple[int, int]:
+    n_orders = session.scalar(
+        select(func.count()).select_from(Order).where(Order.organization_id == org_id)
+    )
+    n_returns = session.scalar(
+        select(func.count()).select_from(Return).where(Return.organization_id == org_id)
+    )
+    return int(n_orders or 0), int(n_returns or 0)
+
+
+def _admin_key(session: Session, org_id: uuid.UUID, name: str) -> str:
+    _, plain = auth.create_api_key(
+        session, org_id, name=name, role=Role.ADMIN.value, actor=Actor.system(org_id, "demo")
+    )
+    return plain
+
+
+def _setup(session: Session, org_id: uuid.UUID) -> Staff:
+    system = Actor.system(org_id, "demo")
+
+    def user(email: str, name: str, role: Role) -> Actor:
+        u = auth.create_user(session, org_id, email=email, role=role.value, name=name, actor=system)
+        return Actor(org_id, u.role, "user", str(u.id), u.email)
+
+    staff = Staff(
+        system=system,
+        agent_eu=user("lena.kraus@demo-outdoor.example", "Lena Kraus", Role.AGENT),
+        agent_us=user("mike.ortega@demo-outdoor.example", "Mike Ortega", Role.AGENT),
+        inspector_eu=user(
+            "wareneingang.leipzig@demo-outdoor.example", "Lager Leipzig", Role.INSPECTOR
+        ),
+        inspector_us=user(
+            "receiving.reno@demo-outdoor.example", "Returns desk Reno, NV", Role.INSPECTOR
+        ),
+    )
+    orders.create_channel(
+        session,
+        system,
+        ChannelIn(
+            code="amazon-de",
+            name="Amazon.de",
+            marketplace=Marketplace.AMAZON,
+            country="DE",
+            currency="EUR",
+            language="de",
+        ),
+    )
+    orders.create_channel(
+        session,
+        system,
+        ChannelIn(
+            code="shopify-us",
+            name="Demo Outdoor Gear US (Shopify)",
+            marketplace=Marketplace.SHOPIFY,
+            country="US",
+            currency="USD",
+            language="en",
+        ),
+    )
+    # A subscriber, so every return event also leaves an outbox row as in production.
+    # The host is in the reserved .invalid domain: deliveries fail and are retried,
+    # and nothing leaves the machine; point it at a real receiver to see signed events.
+    outbox.create_endpoint(
+        session,
+        system,
+        url="https://webhooks.demo-outdoor.invalid/returnguard",
+        event_types=["*"],
+        description="Demo subscriber (unreachable on purpose; replace with your receiver)",
+    )
+    return staff
+
+
+def _buyer_pools(rng: random.Random) -> tuple[list[DemoBuyer], list[DemoBuyer]]:
+    """Buyers to draw orders from; smaller than the order count, so some buy again."""
+    eu_markets, us_states = _eu_markets(), _us_states()
+    [[us_first_names, us_surnames]] = _records(US_NAMES)
+    us_first, us_last = us_first_names.split(), us_surnames.split()
+    eu: list[DemoBuyer] = []
+    for _ in range(140):
+        market = _weighted(rng, eu_markets, [m.share for m in eu_markets])
+        relay = _alnum(rng, 14, string.ascii_lowercase + string.digits)
+        buyer = BuyerIn(
+            external_id="A" + _alnum(rng, 13),
+            email=f"{relay}@marketplace.amazon.example",
+            name=f"{rng.choice(market.first_names)} {rng.choice(market.surnames)}",
+            country=market.region,
+        )
+        eu.append(DemoBuyer(buyer, market.region, market.tax_rate))
+    us: list[DemoBuyer] = []
+    for _ in range(90):
+        state = _weighted(rng, us_states, [m.share for m in us_states])
+        first, last = rng.choice(us_first), rng.choice(us_last)
+        buyer = BuyerIn(
+            external_id="7" + _digits(rng, 12),
+            email=f"{first}.{last}{rng.randint(1, 99)}@example.com".lower(),
+            name=f"{first} {last}",
+            country="US",
+        )
+        us.append(DemoBuyer(buyer, state.region, state.tax_rate))
+    return eu, us
+
+
+def _order_in(
+    rng: random.Random,
+    catalogue: list[DemoProduct],
+    channel: str,
+    external_id: str,
+    buyer: DemoBuyer,
+    ordered_at: datetime,
+    delivered_at: datetime | None,
+) -> OrderIn:
+    amazon = channel == "amazon-de"
+    currency = "EUR" if amazon else "USD"
+    n_lines = _weighted(rng, [1, 2, 3], [70, 22, 8])
+    products = rng.sample(catalogue, k=n_lines, counts=[p.weight for p in catalogue])
+    # Sampling with counts may repeat a SKU; keep each product once.
+    products = list({p.sku: p for p in products}.values())
+    lines: list[OrderLineIn] = []
+    goods = Decimal(0)
+    tax_total = Decimal(0)
+    coupon = not amazon and rng.random() < 0.15
+    for product in products:
+        qty = 1
+        if product.category in {"lighting", "cooking", "accessories"}:
+            qty = _weighted(rng, [1, 2, 3], [80, 17, 3])
+        unit = Decimal(product.price_eur if amazon else product.price_usd)
+        gross = unit * qty
+        discount = (gross * Decimal("0.10")).quantize(CENT, ROUND_HALF_UP) if coupon else None
+        net = gross - (discount or 0)
+        if amazon:  # EU prices include the destination country's VAT
+            tax = (net * buyer.tax_rate / (100 + buyer.tax_rate)).quantize(CENT, ROUND_HALF_UP)
+        else:  # US sales tax comes on top
+            tax = (net * buyer.tax_rate / 100).quantize(CENT, ROUND_HALF_UP)
+        goods += net
+        tax_total += tax
+        lines.append(
+            OrderLineIn(
+                external_id=_digits(rng, 14),
+                sku=product.sku,
+                title=product.title_de if amazon else product.title,
+                quantity=qty,
+                unit_price=_money(unit, currency),
+                tax=_money(tax, currency),
+                discount=_money(discount, currency) if discount is not None else None,
+                category=product.category,
+            )
+        )
+    shipping = Decimal(0)
+    if not amazon and goods < 99:
+        shipping = Decimal("7.95")
+    captured = goods + shipping + (0 if amazon else tax_total)
+    return OrderIn(
+        channel=channel,
+        external_id=external_id,
+        currency=currency,
+        ordered_at=ordered_at,
+        delivered_at=delivered_at,
+        buyer=buyer.data,
+        ship_to_country=buyer.data.country,
+        shipping=_money(shipping, currency) if shipping else None,
+        captured=_money(captured, currency),
+        lines=lines,
+    )
+
+
+def _place_orders(
+    db: Database, staff: Staff, rng: random.Random, catalogue: list[DemoProduct], now: datetime
+) -> list[PlacedOrder]:
+    eu_buyers, us_buyers = _buyer_pools(rng)
+    by_sku = {p.sku: p for p in catalogue}
+    seen: set[str] = set()
+    shopify_id = 5_912_000_000_000
+    specs: list[tuple[OrderIn, DemoBuyer, float | None]] = []
+    while len(specs) < ORDER_COUNT:
+        amazon = rng.random() < 0.6
+        if amazon:
+            buyer = rng.choice(eu_buyers)
+            prefix = rng.choice(["302", "303", "304", "305", "028"])
+            external_id = f"{prefix}-{_digits(rng, 7)}-{_digits(rng, 7)}"
+            if external_id in seen:
+                continue
+            transit = rng.uniform(1, 5 if buyer.region != "DE" else 3)
+        else:
+            buyer = rng.choice(us_buyers)
+            shopify_id += rng.randint(10_000, 900_000)
+            external_id = str(shopify_id)
+            transit = rng.uniform(2, 7)
+        seen.add(external_id)
+        if rng.random() < 0.04:  # still on its way to the buyer
+            age: float | None = None
+            ordered_at = now - timedelta(days=rng.uniform(0.2, 3))
+            delivered_at = None
+        else:
+            age = rng.uniform(0.5, 90)
+            delivered_at = now - timedelta(days=age)
+            ordered_at = delivered_at - timedelta(days=transit)
+        specs.append(
+            (
+                _order_in(
+                    rng,
+                    catalogue,
+                    "amazon-de" if amazon else "shopify-us",
+                    external_id,
+                    buyer,
+                    ordered_at.replace(microsecond=0),
+                    delivered_at.replace(microsecond=0) if delivered_at else None,
+                ),
+                buyer,
+                age,
+            )
+        )
+    specs.sort(key=lambda s: s[0].ordered_at)
+    placed: list[PlacedOrder] = []
+    for start in range(0, len(specs), ORDERS_PER_TRANSACTION):
+        with db.session() as session:
+            for data, buyer, age in specs[start : start + ORDERS_PER_TRANSACTION]:
+                order = orders.upsert_order(session, staff.system, data).order
+                by_ext: dict[str, OrderLine] = {ln.external_id: ln for ln in order.lines}
+                placed.append(
+                    PlacedOrder(
+                        id=order.id,
+                        channel=data.channel,
+                        currency=data.currency,
+                        buyer=buyer,
+                        delivered_days_ago=age,
+                        lines=[
+                            PlacedLine(by_ext[ln.external_id].id, by_sku[ln.sku], ln.quantity)
+                            for ln in data.lines
+                        ],
+                    )
+                )
+    return placed
+
+
+# ---------------------------------------------------------------------------- returns
+
+
+def _language(order: PlacedOrder) -> str:
+    country = order.buyer.data.country
+    if order.channel == "amazon-de" and country in {"DE", "AT"}:
+        return "de"
+    if country == "FR":
+        return "fr"
+    return "en"
+
+
+def _comment(rng: random.Random, reason: ReasonCode, category: str, language: str) -> str:
+    for key in (
+        (reason, category, language),
+        (reason, "*", language),
+        (reason, category, "en"),
+        (reason, "*", "en"),
+    ):
+        if key in COMMENTS:
+            return rng.choice(COMMENTS[key])
+    return ""
+
+
+def _reason(rng: random.Random, category: str, allowed: frozenset[ReasonCode] | None) -> ReasonCode:
+    weights = REASON_WEIGHTS.get(category, REASON_WEIGHTS["*"])
+    options = [r for r in weights if allowed is None or r in allowed]
+    if not options:
+        return rng.choice(sorted(allowed or SELLER_FAULT))
+    return _weighted(rng, options, [weights[r] for r in options])
+
+
+def _pick_order(
+    rng: random.Random, candidates: list[PlacedOrder], used: set[uuid.UUID], item: PlanItem
+) -> PlacedOrder:
+    """An order not yet returned, delivered long enough ago for the return to be this far."""
+    low, high = item.delivered_days_ago
+    pool = [
+        o
+        for o in candidates
+        if o.id not in used
+        and o.delivered_days_ago is not None
+        and low <= o.delivered_days_ago <= high
+    ]
+    if not pool:
+        pool = [o for o in candidates if o.id not in used and o.delivered_days_ago is not None]
+    order = rng.choice(pool)
+    used.add(order.id)
+    return order
+
+
+@dataclass
+class Scenario:
+    session: Session
+    staff: Staff
+    rng: random.Random
+    order: PlacedOrder
+    ret: Return
+
+    @property
+    def agent(self) -> Actor:
+        return self.staff.agent(self.order.channel)
+
+    @property
+    def inspector(self) -> Actor:
+        return self.staff.inspector(self.order.channel)
+
+    @property
+    def reasons(self) -> list[ReasonCode]:
+        return [ReasonCode(ln.reason_code) for ln in self.ret.lines]
+
+    def act(self, action: ReturnAction, reason: str = "", actor: Actor | None = None) -> None:
+        self.ret = returns.simple(self.session, actor or self.agent, self.ret.id, action, reason)
+
+    def approve(self, partial: bool = False) -> None:
+        lines = None
+        note = ""
+        if partial and any(ln.requested > 1 for ln in self.ret.lines):
+            lines = [
+                LineQuantityIn(return_line_id=ln.id, quantity=max(ln.requested - 1, 1))
+                for ln in self.ret.lines
+            ]
+            note = "one unit fewer approved: the buyer's photos show it was used"
+        self.ret = returns.approve(
+            self.session, self.agent, self.ret.id, ApproveIn(lines=lines, note=note)
+        )
+
+    def offer(self) -> None:
+        reasons = set(self.reasons)
+        currency = self.order.currency
+        if reasons & {R.SIZE_FIT, R.WRONG_ITEM}:
+            data = OfferIn(kind=OfferKind.REPLACEMENT, note="exchange for the right size/item")
+        elif reasons & SELLER_FAULT:
+            pct = self.rng.choice(["15", "20", "25", "30"])
+            data = OfferIn(
+                kind=OfferKind.KEEP_PARTIAL_REFUND,
+                percent=pct,
+                note=f"keep the item with a {pct}% refund",
+            )
+        else:
+            value = self.rng.choice(["10.00", "15.00", "20.00"])
+            data = OfferIn(
+                kind=OfferKind.COUPON,
+                amount=MoneyIn(currency=currency, amount=value),
+                note="store credit instead of a return",
+            )
+        self.ret = returns.offer(self.session, self.agent, self.ret.id, data)
+
+    def ship(self) -> None:
+        rng = self.rng
+        seller_pays = bool(set(self.reasons) & SELLER_FAULT)
+        if self.order.channel == "amazon-de":
+            carrier, tracking = rng.choice(["DHL", "DHL", "DPD", "Hermes"]), ""
+            if carrier == "DHL":
+                tracking = "00340434" + _digits(rng, 12)
+            elif carrier == "DPD":
+                tracking = "0" + _digits(rng, 13)
+            else:
+                tracking = "H" + _digits(rng, 19)
+            cost = _money(Decimal(rng.choice(["4.19", "4.95", "5.49"])), "EUR")
+        else:
+            carrier = rng.choice(["UPS", "USPS"])
+            if carrier == "UPS":
+                tracking = "1Z" + _alnum(rng, 6) + _digits(rng, 10)
+            else:
+                tracking = "9400" + _digits(rng, 18)
+            cost = _money(Decimal(rng.choice(["7.85", "8.40", "11.20"])), "USD")
+        self.ret = returns.add_shipment(
+            self.session,
+            self.staff.system,
+            self.ret.id,
+            ShipmentIn(
+                carrier=carrier,
+                tracking_number=tracking,
+                label_cost=cost,
+                label_paid_by="seller" if seller_pays else "buyer",
+            ),
+        )
+
+    def receive(self, partial: bool = False) -> None:
+        items = []
+        for ln in self.ret.lines:
+            outstanding = ln.approved - ln.received
+            if outstanding <= 0:
+                continue
+            qty = outstanding - 1 if partial and outstanding > 1 else outstanding
+            items.append(ReceiveLineIn(return_line_id=ln.id, quantity=qty))
+        notes = self.rng.choice(
+            [
+                "",
+                "parcel intact",
+                "outer box damaged, contents OK",
+                "original packaging opened",
+            ]
+        )
+        self.ret = returns.receive(
+            self.session, self.inspector, self.ret.id, ReceiveIn(lines=items, notes=notes)
+        )
+
+    def inspect(self, fail: bool = False) -> None:
+        items = []
+        for ln in self.ret.lines:
+            todo = ln.received - ln.inspected
+            if todo <= 0:
+                continue
+            reason = ReasonCode(ln.reason_code)
+            disposition: Disposition | None
+            if fail:
+                passed, grade, disposition = 0, "D", None
+                notes = self.rng.choice(
+                    [
+                        "worn outdoors and dirty, tags removed",
+                        "not the item shipped: different colour and batch number",
+                        "heavily used, burn mark on the fabric",
+                    ]
+                )
+            elif reason in SELLER_FAULT:
+                passed, grade = todo, "C"
+                disposition = Disposition.RETURN_TO_SUPPLIER
+                notes = "defect confirmed, photos attached"
+            else:
+                passed, grade = todo, self.rng.choice(["A", "A", "B"])
+                disposition = Disposition.RESTOCK if grade == "A" else Disposition.RELABEL
+                notes = (
+                    "as new, all accessories present" if grade == "A" else "light handling marks"
+                )
+            items.append(
+                InspectionLineIn(
+                    return_line_id=ln.id,
+                    passed=passed,
+                    failed=todo - passed,
+                    grade=grade,
+                    disposition=disposition,
+                    notes=notes,
+                )
+            )
+        self.ret = returns.inspect(
+            self.session, self.inspector, self.ret.id, InspectionIn(lines=items)
+        )
+
+
+def _decide(sc: Scenario, partial: bool = False) -> None:
+    """Approve, sometimes only after the buyer turned down an alternative."""
+    if sc.rng.random() < 0.2:
+        sc.offer()
+        sc.ret = returns.decline_offer(sc.session, sc.staff.system, sc.ret.id)
+    else:
+        sc.approve(partial)
+
+
+def _to_state(sc: Scenario, target: ReturnStatus) -> None:
+    """Drive a freshly requested return along a realistic path to ``target``."""
+    rng, system = sc.rng, sc.staff.system
+    if target == S.REQUESTED:
+        return
+    if target == S.AWAITING_EVIDENCE:
+        sc.act(ReturnAction.REQUEST_EVIDENCE, "please upload photos of the defect and the box")
+    elif target == S.PENDING_REVIEW:
+        if rng.random() < 0.5:
+            sc.act(ReturnAction.SEND_TO_REVIEW, "seller-fault claim above the auto-approval limit")
+        else:
+            sc.act(ReturnAction.REQUEST_EVIDENCE, "please upload photos of the defect")
+            sc.act(ReturnAction.SUBMIT_EVIDENCE, "buyer uploaded 3 photos", system)
+    elif target == S.OFFERED:
+        sc.offer()
+    elif target == S.APPROVED:
+        _decide(sc, partial=rng.random() < 0.5)
+    elif target == S.IN_TRANSIT:
+        _decide(sc)
+        sc.ship()
+    elif target == S.RECEIVED:
+        _decide(sc)
+        if rng.random() < 0.8:  # the others arrive without a registered shipment
+            sc.ship()
+        sc.receive(partial=True)
+    elif target == S.INSPECTED:
+        _decide(sc)
+        sc.ship()
+        sc.receive()
+        sc.inspect()
+    elif target == S.CLOSED:
+        _closed(sc)
+    elif target == S.RESOLVED:
+        _resolved(sc)
+    elif target == S.REJECTED:
+        _rejected(sc)
+    elif target == S.CANCELLED:
+        _cancelled(sc)
+    elif target == S.EXPIRED:
+        sc.approve()
+        sc.act(ReturnAction.EXPIRE, "no parcel handed to the carrier within 14 days", system)
+    elif target == S.LOST:
+        sc.approve()
+        sc.ship()
+        sc.act(ReturnAction.MARK_LOST, "carrier reports the parcel lost in its network", system)
+    elif target == S.DISPUTED:
+        _disputed(sc)
+    else:
+        raise ValueError(f"the demo cannot reach {target.value}")
+
+
+def _closed(sc: Scenario) -> None:
+    roll = sc.rng.random()
+    sc.approve()
+    sc.ship()
+    if roll < 0.2:
+        sc.act(
+            ReturnAction.MARK_LOST,
+            "carrier reports the parcel lost in its network",
+            sc.staff.system,
+        )
+        sc.act(ReturnAction.CLOSE, "carrier claim paid out; buyer refunded by the marketplace")
+        return
+    sc.receive()
+    if roll < 0.75:
+        sc.inspect(fail=True)
+        sc.act(ReturnAction.CLOSE, "no refund due: the inspection failed")
+    else:
+        sc.inspect()
+        sc.act(
+            ReturnAction.DISPUTE,
+            "buyer opened a chargeback after the inspection",
+            sc.staff.system,
+        )
+        sc.act(ReturnAction.CLOSE, "chargeback decided in the seller's favour")
+
+
+def _resolved(sc: Scenario) -> None:
+    cheap = all(
+        Decimal(p.product.price_eur) < 40
+        for p in sc.order.lines
+        if any(ln.order_line_id == p.id for ln in sc.ret.lines)
+    )
+    if cheap and sc.rng.random() < 0.7:
+        sc.act(
+            ReturnAction.RESOLVE_RETURNLESS,
+            "returnless refund: the item is worth less than bringing it back",
+        )
+        return
+    sc.offer()
+    sc.ret = returns.accept_offer(sc.session, sc.staff.system, sc.ret.id)
+
+
+def _rejected(sc: Scenario) -> None:
+    age = int(sc.order.delivered_days_ago or 0)
+    if set(sc.reasons) & SELLER_FAULT:
+        if sc.rng.random() < 0.5:
+            sc.act(ReturnAction.REQUEST_EVIDENCE, "please upload photos of the defect")
+            sc.act(ReturnAction.SUBMIT_EVIDENCE, "buyer uploaded 2 photos", sc.staff.system)
+        reason = "photos show damage from use, not a manufacturing defect"
+    else:
+        reason = f"outside the 30-day return window: delivered {age} days ago"
+    sc.ret = returns.reject(sc.session, sc.agent, sc.ret.id, reason)
+
+
+def _cancelled(sc: Scenario) -> None:
+    roll = sc.rng.random()
+    if roll < 0.35:
+        sc.approve()
+    elif roll < 0.55:
+        sc.offer()
+    reason = (
+        "Käufer behält den Artikel"
+        if _language(sc.order) == "de"
+        else "buyer decided to keep the item"
+    )
+    sc.ret = returns.cancel(sc.session, sc.staff.system, sc.ret.id, reason)
+
+
+def _disputed(sc: Scenario) -> None:
+    roll = sc.rng.random()
+    if roll < 0.3:
+        claim = "buyer opened a PayPal case before the return was decided"
+    elif roll < 0.7:
+        sc.approve()
+        sc.ship()
+        claim = (
+            "A-to-z guarantee claim opened by the buyer"
+            if sc.order.channel == "amazon-de"
+            else "chargeback received from the card issuer"
+        )
+    else:
+        sc.approve()
+        sc.ship()
+        sc.receive()
+        claim = "buyer disputes the inspection result"
+    sc.act(ReturnAction.DISPUTE, claim, sc.staff.system)
+
+
+def _return_in(rng: random.Random, order: PlacedOrder, status: ReturnStatus) -> ReturnIn:
+    allowed: frozenset[ReasonCode] | None = None
+    if status in {S.AWAITING_EVIDENCE, S.PENDING_REVIEW}:
+        allowed = SELLER_FAULT
+    language = _language(order)
+    n = 2 if len(order.lines) > 1 and rng.random() < 0.25 else 1
+    chosen = rng.sample(order.lines, k=n)
+    lines: list[ReturnLineIn] = []
+    comments: list[str] = []
+    for line in chosen:
+        reason = _reason(rng, line.product.category, allowed)
+        text = _comment(rng, reason, line.product.category, language)
+        comments.append(text)
+        quantity = line.quantity if rng.random() < 0.7 else rng.randint(1, line.quantity)
+        lines.append(
+            ReturnLineIn(
+                order_line_id=line.id,
+                quantity=quantity,
+                reason_code=reason,
+                comment=text if n > 1 else "",
+            )
+        )
+    comment = "" if rng.random() < 0.12 else comments[0]
+    return ReturnIn(order_id=order.id, lines=lines, buyer_comment=comment)
+
+
+def _create_returns(
+    db: Database, staff: Staff, rng: random.Random, placed: list[PlacedOrder], seed: int
+) -> int:
+    plan = [item for item in RETURN_PLAN for _ in range(item.count)]
+    rng.shuffle(plan)
+    used: set[uuid.UUID] = set()
+    half = len(plan) // 2
+    created = 0
+    for batch, last in ((plan[:half], False), (plan[half:], True)):
+        with db.session() as session:
+            for item in batch:
+                status = item.status
+                order = _pick_order(rng, placed, used, item)
+                ret = returns.create_return(session, staff.system, _return_in(rng, order, status))
+                scenario = Scenario(session, staff, rng, order, ret)
+                _to_state(scenario, status)
+                if scenario.ret.status != status.value:
+                    raise AssertionError(
+                        f"demo return meant to end {status.value} is {scenario.ret.status}"
+                    )
+                created += 1
+            if last:
+                # Marks the load complete, in the same transaction as its last part.
+                audit.record(
+                    session,
+                    staff.system,
+                    subject_type="organization",
+                    subject_id=staff.system.organization_id,
+                    action=LOADED_ACTION,
+                    data={"orders": len(placed), "returns": created, "seed": seed},
+                )
+    return created
