@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -152,31 +153,58 @@ class Api:
         return self.client.get(path, headers=self.tenant.headers, **kw)
 
     def channel(self, code: str = "amazon-de", currency: str = "EUR", country: str = "DE") -> Any:
-        r = self.post("/api/v1/channels", {"code": code, "name": code, "marketplace": "amazon",
-                                           "country": country, "currency": currency})
+        r = self.post(
+            "/api/v1/channels",
+            {
+                "code": code,
+                "name": code,
+                "marketplace": "amazon",
+                "country": country,
+                "currency": currency,
+            },
+        )
         assert r.status_code == 201, r.text
         return r.json()
 
-    def order(self, external_id: str = "302-0000001-0000001", channel: str = "amazon-de",
-              currency: str = "EUR", quantity: int = 2, price: str = "19.99",
-              **extra: Any) -> Any:
+    def order(
+        self,
+        external_id: str = "302-0000001-0000001",
+        channel: str = "amazon-de",
+        currency: str = "EUR",
+        quantity: int = 2,
+        price: str = "19.99",
+        **extra: Any,
+    ) -> Any:
         body = order_body(external_id, channel, currency, quantity, price) | extra
         r = self.post("/api/v1/orders", body)
         assert r.status_code in (200, 201), r.text
         return r.json()
 
     def open_return(self, order: Any, quantity: int = 1, reason: str = "changed_mind") -> Any:
-        r = self.post("/api/v1/returns", {
-            "order_id": order["id"],
-            "lines": [{"order_line_id": order["lines"][0]["id"], "quantity": quantity,
-                       "reason_code": reason}],
-        })
+        r = self.post(
+            "/api/v1/returns",
+            {
+                "order_id": order["id"],
+                "lines": [
+                    {
+                        "order_line_id": order["lines"][0]["id"],
+                        "quantity": quantity,
+                        "reason_code": reason,
+                    }
+                ],
+            },
+        )
         assert r.status_code == 201, r.text
         return r.json()
 
 
-def order_body(external_id: str = "302-0000001-0000001", channel: str = "amazon-de",
-               currency: str = "EUR", quantity: int = 2, price: str = "19.99") -> dict[str, Any]:
+def order_body(
+    external_id: str = "302-0000001-0000001",
+    channel: str = "amazon-de",
+    currency: str = "EUR",
+    quantity: int = 2,
+    price: str = "19.99",
+) -> dict[str, Any]:
     return {
         "channel": channel,
         "external_id": external_id,
@@ -184,10 +212,19 @@ def order_body(external_id: str = "302-0000001-0000001", channel: str = "amazon-
         "ordered_at": "2026-10-01T10:00:00+00:00",
         "delivered_at": "2026-10-03T15:00:00+00:00",
         "buyer": {"external_id": "buyer-1", "email": "anna@example.de", "country": "DE"},
-        "captured": {"amount": price if quantity == 1 else str(
-            __import__("decimal").Decimal(price) * quantity), "currency": currency},
-        "lines": [{"external_id": "item-1", "sku": "MUG-BLUE", "title": "Blue mug",
-                   "quantity": quantity, "unit_price": {"amount": price, "currency": currency}}],
+        "captured": {
+            "amount": str(Decimal(price) * quantity),
+            "currency": currency,
+        },
+        "lines": [
+            {
+                "external_id": "item-1",
+                "sku": "MUG-BLUE",
+                "title": "Blue mug",
+                "quantity": quantity,
+                "unit_price": {"amount": price, "currency": currency},
+            }
+        ],
     }
 
 

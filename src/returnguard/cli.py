@@ -97,7 +97,6 @@ def org_create(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Create an organization and its first admin API key (shown once)."""
-    from returnguard.audit import service as audit
     from returnguard.auth import service as auth
     from returnguard.errors import ReturnGuardError
 
@@ -107,29 +106,16 @@ def org_create(
     try:
         with db.session() as session:
             org = auth.create_organization(session, name, base_currency)
-            key, plain = auth.create_api_key(
-                session, org.id, name="admin (created by CLI)", role="admin"
-            )
-            actor = auth.Actor.system(org.id, "cli")
-            audit.record(
+            _, plain = auth.create_api_key(
                 session,
-                actor,
-                subject_type="organization",
-                subject_id=org.id,
-                action="organization.created",
-                after={"name": org.name, "base_currency": org.base_currency},
-            )
-            audit.record(
-                session,
-                actor,
-                subject_type="api_key",
-                subject_id=key.id,
-                action="api_key.created",
-                after={"role": "admin", "prefix": key.prefix},
+                org.id,
+                name="admin (created by CLI)",
+                role="admin",
+                actor=auth.Actor.system(org.id, "cli"),
             )
             org_id = org.id
     except ReturnGuardError as exc:
-        console.print(f"[red]error:[/red] {exc.detail}")
+        console.print(f"error: {exc.detail}", markup=False)
         raise typer.Exit(2) from None
     finally:
         db.dispose()
@@ -147,16 +133,33 @@ def import_orders(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Import orders from a CSV file (one row per order line); bad rows are reported."""
+    from rich.text import Text
+
+    from returnguard.errors import ReturnGuardError
     from returnguard.orders.importer import import_orders_csv
 
+    def fail(message: str) -> typer.Exit:
+        # Text, not markup: the message can quote the file's own header cells.
+        console.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
+        return typer.Exit(2)
+
+    organization_id = _organization_id(organization)
     settings = _settings(database_url)
     db = Database(settings.database_url)
     try:
-        report = import_orders_csv(db, uuid.UUID(organization), file, console=console)
+        report = import_orders_csv(db, organization_id, file, console=console)
+    except ReturnGuardError as exc:
+        raise fail(exc.detail) from None
     finally:
         db.dispose()
     for problem in report.problems:
-        console.print(f"line {problem.line}: {problem.field}: {problem.message}")
+        # The text comes from the file: no markup, and no wrapping, so one problem is one line.
+        console.print(
+            f"line {problem.line}: {problem.field}: {problem.message}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     if errors_csv is not None:
         report.write_errors_csv(errors_csv)
     typer.echo(report.summary())
@@ -175,15 +178,17 @@ def events_verify(
     from returnguard.audit.service import verify_chain
     from returnguard.auth.models import Organization
 
+    wanted = _organization_id(organization) if organization else None
     settings = _settings(database_url)
     db = Database(settings.database_url)
     broken = False
     try:
         with db.session() as session:
+            if wanted is not None and session.get(Organization, wanted) is None:
+                console.print(f"error: organization {wanted} not found", markup=False)
+                raise typer.Exit(2)
             org_ids = (
-                [uuid.UUID(organization)]
-                if organization
-                else list(session.scalars(select(Organization.id)))
+                [wanted] if wanted is not None else list(session.scalars(select(Organization.id)))
             )
             for org_id in org_ids:
                 report = verify_chain(session, org_id)
@@ -198,9 +203,21 @@ def events_verify(
         raise typer.Exit(1)
 
 
+def _organization_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        console.print(f"error: --org: {value!r} is not an organization id (a UUID)", markup=False)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def demo(
-    database_url: DatabaseOpt = None,
+    # Deliberately not read from RETURNGUARD_DATABASE_URL: the demo must never load its
+    # data into the database a real deployment points at.
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="Where to put the demo database")
+    ] = None,
     host: str = "127.0.0.1",
     port: int = 8000,
     no_serve: bool = typer.Option(False, help="Load the demo data and exit"),

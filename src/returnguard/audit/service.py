@@ -23,8 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from returnguard.audit.models import Event
+from returnguard.auth.actor import Actor
 from returnguard.auth.models import Organization
-from returnguard.auth.service import Actor
 from returnguard.kit.db import utcnow
 
 GENESIS = "0" * 64

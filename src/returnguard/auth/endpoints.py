@@ -64,17 +64,7 @@ def me(actor: CurrentActor) -> MeOut:
 def create_key(body: ApiKeyIn, session: SessionDep, actor: Admin) -> ApiKeyCreated:
     """Create an API key with a role. The key is shown once and stored only as a hash."""
     key, plain = service.create_api_key(
-        session, actor.organization_id, name=body.name, role=body.role.value
-    )
-    from returnguard.audit import service as audit
-
-    audit.record(
-        session,
-        actor,
-        subject_type="api_key",
-        subject_id=key.id,
-        action="api_key.created",
-        after={"name": key.name, "role": key.role, "prefix": key.prefix},
+        session, actor.organization_id, name=body.name, role=body.role.value, actor=actor
     )
     return ApiKeyCreated(
         id=key.id,
@@ -93,15 +83,73 @@ def create_key(body: ApiKeyIn, session: SessionDep, actor: Admin) -> ApiKeyCreat
     responses=problem_responses(401, 403, 404),
 )
 def revoke_key(key_id: uuid.UUID, session: SessionDep, actor: Admin) -> ApiKeyOut:
-    key = service.revoke_api_key(session, actor.organization_id, key_id)
-    from returnguard.audit import service as audit
-
-    audit.record(
-        session,
-        actor,
-        subject_type="api_key",
-        subject_id=key.id,
-        action="api_key.revoked",
-        data={"prefix": key.prefix},
-    )
+    key = service.revoke_api_key(session, actor, key_id)
     return ApiKeyOut.model_validate(key)
+
+
+@router.get("/api-keys", response_model=list[ApiKeyOut], responses=problem_responses(401, 403))
+def list_keys(session: SessionDep, actor: Admin) -> list[ApiKeyOut]:
+    """The organization's API keys (never the keys themselves)."""
+    return [
+        ApiKeyOut.model_validate(k) for k in service.list_api_keys(session, actor.organization_id)
+    ]
+
+
+class UserIn(StrictModel):
+    email: str = Field(min_length=3, max_length=320, examples=["anna@example.com"])
+    name: str = Field(default="", max_length=200)
+    role: Role
+
+
+class UserOut(OutModel):
+    id: uuid.UUID
+    email: str
+    name: str
+    role: str
+    created_at: datetime
+
+
+class UserCreated(UserOut):
+    api_key: str = Field(description="The user's API key; shown only in this response")
+
+
+@router.post(
+    "/users",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserCreated,
+    responses=problem_responses(401, 403, 409, 422),
+)
+def create_user(body: UserIn, session: SessionDep, actor: Admin) -> UserCreated:
+    """Add a staff member with a role and issue their personal API key (shown once).
+
+    Changes made with a personal key are recorded under the user's email.
+    """
+    user = service.create_user(
+        session,
+        actor.organization_id,
+        email=body.email,
+        role=body.role.value,
+        name=body.name,
+        actor=actor,
+    )
+    _, plain = service.create_api_key(
+        session,
+        actor.organization_id,
+        name=f"personal key of {user.email}",
+        role=user.role,
+        user_id=user.id,
+        actor=actor,
+    )
+    return UserCreated(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        role=user.role,
+        created_at=user.created_at,
+        api_key=plain,
+    )
+
+
+@router.get("/users", response_model=list[UserOut], responses=problem_responses(401, 403))
+def list_users(session: SessionDep, actor: Admin) -> list[UserOut]:
+    return [UserOut.model_validate(u) for u in service.list_users(session, actor.organization_id)]

@@ -4,41 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from returnguard.audit import service as audit
+from returnguard.auth.actor import Actor as Actor
 from returnguard.auth.models import ApiKey, Organization, Role, User
-from returnguard.auth.permissions import Permission, allows
-from returnguard.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from returnguard.errors import InvalidInput, NotFound, Unauthorized
 from returnguard.kit.db import utcnow
 from returnguard.kit.money import MoneyError, check_currency
 
 KEY_PREFIX = "rg"
+# The lookup part is secrets.token_hex(6); anything else is refused before any query
+# (a NUL byte, for one, would make PostgreSQL fail the lookup instead of answering 401).
+_PREFIX_PATTERN = re.compile(r"[0-9a-f]{12}")
 LAST_USED_RESOLUTION = timedelta(minutes=5)
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who is acting: recorded on every event. `system` acts for the worker and imports."""
-
-    organization_id: uuid.UUID
-    role: str
-    actor_type: str  # "api_key" | "user" | "system"
-    actor_id: str | None
-    label: str
-
-    def require(self, permission: Permission) -> None:
-        if not allows(self.role, permission):
-            raise Forbidden(f"role {self.role!r} may not {permission.value}")
-
-    @classmethod
-    def system(cls, organization_id: uuid.UUID, label: str = "system") -> Actor:
-        return cls(organization_id, Role.ADMIN.value, "system", None, label)
 
 
 def _hash_key(key: str) -> str:
@@ -64,6 +49,14 @@ def create_organization(session: Session, name: str, base_currency: str = "EUR")
     org = Organization(name=name.strip(), base_currency=currency)
     session.add(org)
     session.flush()
+    audit.record(
+        session,
+        Actor.system(org.id),
+        subject_type="organization",
+        subject_id=org.id,
+        action="organization.created",
+        after={"name": org.name, "base_currency": org.base_currency},
+    )
     return org
 
 
@@ -74,6 +67,7 @@ def create_api_key(
     name: str,
     role: str,
     user_id: uuid.UUID | None = None,
+    actor: Actor | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; returns the row and the plain key, which is never retrievable again."""
     parsed = _parse_role(role)
@@ -89,11 +83,25 @@ def create_api_key(
     )
     session.add(key)
     session.flush()
+    audit.record(
+        session,
+        actor or Actor.system(organization_id),
+        subject_type="api_key",
+        subject_id=key.id,
+        action="api_key.created",
+        after={"name": key.name, "role": key.role, "prefix": key.prefix, "user_id": user_id},
+    )
     return key, plain
 
 
 def create_user(
-    session: Session, organization_id: uuid.UUID, *, email: str, role: str, name: str = ""
+    session: Session,
+    organization_id: uuid.UUID,
+    *,
+    email: str,
+    role: str,
+    name: str = "",
+    actor: Actor | None = None,
 ) -> User:
     if "@" not in email:
         raise InvalidInput.field("email", "must be an email address")
@@ -105,7 +113,20 @@ def create_user(
     )
     session.add(user)
     session.flush()
+    audit.record(
+        session,
+        actor or Actor.system(organization_id),
+        subject_type="user",
+        subject_id=user.id,
+        action="user.created",
+        after={"email": user.email, "name": user.name, "role": user.role},
+    )
     return user
+
+
+def list_users(session: Session, organization_id: uuid.UUID) -> list[User]:
+    stmt = select(User).where(User.organization_id == organization_id).order_by(User.email)
+    return list(session.scalars(stmt))
 
 
 def authenticate(session: Session, authorization: str | None) -> Actor:
@@ -117,7 +138,7 @@ def authenticate(session: Session, authorization: str | None) -> Actor:
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("the Authorization header must be 'Bearer <key>'")
     parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not _PREFIX_PATTERN.fullmatch(parts[1]):
         raise Unauthorized("invalid API key")
     key = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[1]))
     if key is None or not hmac.compare_digest(key.key_hash, _hash_key(token)):
@@ -135,11 +156,26 @@ def authenticate(session: Session, authorization: str | None) -> Actor:
     return Actor(key.organization_id, key.role, "api_key", str(key.id), key.name)
 
 
-def revoke_api_key(session: Session, organization_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey:
+def revoke_api_key(session: Session, actor: Actor, key_id: uuid.UUID) -> ApiKey:
+    """Revoke a key of the actor's organization; revoking twice keeps the first time."""
     key = session.scalar(
-        select(ApiKey).where(ApiKey.id == key_id, ApiKey.organization_id == organization_id)
+        select(ApiKey).where(ApiKey.id == key_id, ApiKey.organization_id == actor.organization_id)
     )
     if key is None:
         raise NotFound(f"API key {key_id} not found")
-    key.revoked_at = key.revoked_at or utcnow()
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        audit.record(
+            session,
+            actor,
+            subject_type="api_key",
+            subject_id=key.id,
+            action="api_key.revoked",
+            data={"prefix": key.prefix},
+        )
     return key
+
+
+def list_api_keys(session: Session, organization_id: uuid.UUID) -> list[ApiKey]:
+    stmt = select(ApiKey).where(ApiKey.organization_id == organization_id)
+    return list(session.scalars(stmt.order_by(ApiKey.created_at)))

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import cache
 
-from babel.numbers import get_currency_precision, list_currencies
+from babel import Locale
+from babel.numbers import get_currency_precision, get_territory_currencies
 
 
 class MoneyError(ValueError):
@@ -19,7 +20,9 @@ class MoneyError(ValueError):
 
 @cache
 def known_currencies() -> frozenset[str]:
-    return frozenset(list_currencies())
+    """Currencies legal tender somewhere today: excludes XXX, XTS, gold (XAU), DEM…"""
+    territories = [str(t) for t in Locale("en").territories if len(str(t)) == 2]
+    return frozenset(c for t in territories for c in get_territory_currencies(t, tender=True))
 
 
 @cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -59,7 +60,10 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
-def _loc_to_field(loc: tuple[Any, ...]) -> str:
+def _loc_to_field(loc: tuple[Any, ...], kind: str = "") -> str:
+    if kind == "json_invalid":
+        # Pydantic's loc is ("body", <character offset>): the offset is no field name.
+        return "body"
     parts = [str(p) for p in loc]
     if parts and parts[0] in {"body", "query", "path", "header"}:
         parts = parts[1:] or parts
@@ -73,12 +77,54 @@ def _validation_message(err: dict[str, Any]) -> str:
     if kind == "missing":
         return "field required"
     if kind == "json_invalid":
-        return "malformed JSON: " + str(err.get("ctx", {}).get("error", "invalid"))
+        message = "malformed JSON: " + str(err.get("ctx", {}).get("error", "invalid"))
+        position = [p for p in err.get("loc", ()) if isinstance(p, int)]
+        return message + (f" at character {position[0]}" if position else "")
     message = str(err.get("msg", "invalid value"))
     return message.removeprefix("Value error, ")
 
 
+_COMPONENTS = "#/components/schemas/"
+_PROBLEM_REF = {"$ref": _COMPONENTS + "Problem"}
+
+
+def _problem_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    """Document error responses as what they are: `application/problem+json` Problems.
+
+    FastAPI files a response `model` under `application/json` and documents its own
+    422 (`HTTPValidationError`) on every route with parameters; neither is what the API
+    sends. Idempotent, so it is safe to apply to the cached document.
+    """
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")
+                if ref == _PROBLEM_REF["$ref"]:
+                    response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": dict(_PROBLEM_REF)}}
+                elif ref == _COMPONENTS + "HTTPValidationError" and status == "422":
+                    response["description"] = _DESCRIPTIONS[422]
+                    response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": dict(_PROBLEM_REF)}}
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    if "Problem" not in components:
+        definition = Problem.model_json_schema(ref_template=_COMPONENTS + "{model}")
+        components.update(definition.pop("$defs", {}))
+        components["Problem"] = definition
+    for name in ("HTTPValidationError", "ValidationError"):
+        others = {key: value for key, value in components.items() if key != name}
+        if _COMPONENTS + name not in json.dumps([schema.get("paths", {}), others]):
+            components.pop(name, None)
+    return schema
+
+
 def install_problem_handlers(app: FastAPI) -> None:
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return _problem_openapi(default_openapi())
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.exception_handler(ReturnGuardError)
     async def _domain_error(request: Request, exc: ReturnGuardError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
@@ -96,7 +142,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": _loc_to_field(tuple(e.get("loc", ()))), "message": _validation_message(e)}
+            {
+                "field": _loc_to_field(tuple(e.get("loc", ())), str(e.get("type", ""))),
+                "message": _validation_message(e),
+            }
             for e in exc.errors()
         ]
         malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
@@ -108,6 +157,18 @@ def install_problem_handlers(app: FastAPI) -> None:
             title="Malformed request body" if malformed else "Invalid input",
             detail=detail,
             errors=errors,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette still re-raises the exception after this response, so the server
+        # logs it; the client gets a problem document that reveals nothing internal.
+        return problem_response(
+            request,
+            status=500,
+            code="internal_error",
+            title="Internal server error",
+            detail="an unexpected error occurred; please retry later or contact support",
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -122,20 +183,22 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
 
+_DESCRIPTIONS = {
+    400: "Malformed request",
+    401: "Missing or invalid API key",
+    403: "The API key's role may not do this",
+    404: "Not found in the caller's organization",
+    409: "Conflicts with the current state",
+    422: "Invalid input; `errors` names each field and reason",
+}
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries documenting the problem documents a route may return."""
-    descriptions = {
-        400: "Malformed request",
-        401: "Missing or invalid API key",
-        403: "The API key's role may not do this",
-        404: "Not found in the caller's organization",
-        409: "Conflicts with the current state",
-        422: "Invalid input; `errors` names each field and reason",
-    }
     return {
         s: {
             "model": Problem,
-            "description": descriptions.get(s, "Error"),
+            "description": _DESCRIPTIONS.get(s, "Error"),
             "content": {PROBLEM_MEDIA_TYPE: {}},
         }
         for s in statuses

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any
@@ -9,6 +10,7 @@ from typing import Annotated, Any
 from babel import Locale
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -17,13 +19,35 @@ from pydantic import (
     field_validator,
 )
 
-from returnguard.kit.money import Money, MoneyError, check_currency, parse_amount
+from returnguard.kit.money import Money, MoneyError, check_currency, minor_digits, parse_amount
+
+# Amounts are stored as 64-bit integers of minor units; this bound keeps every stored
+# amount, and sums of many of them, far inside that range (and exact in JSON doubles).
+MAX_MINOR_UNITS = 10**15
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
 
 
 class StrictModel(BaseModel):
     """Request bodies: unknown fields are an error, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul_characters(cls, value: Any) -> Any:
+        # PostgreSQL cannot store NUL in text or JSON; refuse it on every database alike.
+        if _has_nul(value):
+            raise ValueError("must not contain NUL (U+0000) characters")
+        return value
 
 
 class OutModel(BaseModel):
@@ -78,6 +102,10 @@ class MoneyIn(StrictModel):
             raise ValueError(str(exc)) from None
         if parsed < 0:
             raise ValueError("must not be negative")
+        digits = minor_digits(currency)
+        if abs(parsed.scaleb(digits)) > MAX_MINOR_UNITS:
+            limit = Decimal(MAX_MINOR_UNITS).scaleb(-digits)
+            raise ValueError(f"is too large; at most {limit:f} {currency}")
         return format(parsed, "f")
 
     def to_money(self) -> Money:
@@ -96,6 +124,21 @@ class MoneyOut(BaseModel):
     def from_minor(cls, minor: int, currency: str) -> MoneyOut:
         m = Money.from_minor(minor, currency)
         return cls(amount=format(m.amount, "f"), currency=m.currency)
+
+
+def _utc_timestamp(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+
+
+AwareTimestamp = Annotated[
+    AwareDatetime,
+    AfterValidator(_utc_timestamp),
+    Field(examples=["2026-10-01T10:00:00+02:00"]),
+]
+"""A timestamp that must carry a UTC offset; normalised to UTC."""
 
 
 @cache

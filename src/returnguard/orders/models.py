@@ -49,7 +49,7 @@ class Product(Base):
     )
     sku: Mapped[str] = mapped_column(String(128))
     asin: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    title: Mapped[str] = mapped_column(String(500), default="")
+    title: Mapped[str] = mapped_column(Text, default="")
     category: Mapped[str | None] = mapped_column(String(128), nullable=True)
     unit_cost_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     cost_currency: Mapped[str | None] = mapped_column(String(3), nullable=True)

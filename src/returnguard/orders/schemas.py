@@ -5,9 +5,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field, StrictInt
+from pydantic import Field, StrictInt
 
 from returnguard.kit.schemas import (
+    AwareTimestamp,
     CountryCode,
     CurrencyCode,
     MoneyIn,
@@ -90,8 +91,8 @@ class OrderIn(StrictModel):
     channel: Code = Field(description="Code of a channel of your organization")
     external_id: ExternalId = Field(description="The channel's order id; the upsert key")
     currency: CurrencyCode
-    ordered_at: AwareDatetime
-    delivered_at: AwareDatetime | None = None
+    ordered_at: AwareTimestamp
+    delivered_at: AwareTimestamp | None = None
     buyer: BuyerIn | None = None
     ship_to_country: CountryCode | None = None
     shipping: MoneyIn | None = None

@@ -3,7 +3,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
@@ -17,7 +17,7 @@ from returnguard.domain.returns import LIFECYCLE, ReturnAction, ReturnStatus
 from returnguard.errors import InvalidInput
 from returnguard.kit.deps import Reader, SessionDep, require
 from returnguard.kit.problem import problem_responses
-from returnguard.kit.schemas import MoneyOut
+from returnguard.kit.schemas import AwareTimestamp, MoneyOut
 from returnguard.orders.models import Channel, OrderLine
 from returnguard.returns import repository as repo
 from returnguard.returns import service
@@ -108,8 +108,12 @@ def _encode_cursor(ret: Return) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         at, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(at), uuid.UUID(rid)
-    except (ValueError, binascii.Error):
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            # Only a tampered cursor lacks the offset; it must not reach the database.
+            raise ValueError("naive timestamp")
+        return when.astimezone(UTC), uuid.UUID(rid)
+    except (ValueError, OverflowError, binascii.Error):
         raise InvalidInput.field("cursor", "is not a cursor this API returned") from None
 
 
@@ -130,18 +134,25 @@ def list_returns(
     actor: Reader,
     status_: Annotated[list[ReturnStatus] | None, Query(alias="status")] = None,
     order_id: uuid.UUID | None = None,
-    channel: str | None = None,
-    requested_from: datetime | None = None,
-    requested_to: datetime | None = None,
+    channel: Annotated[
+        str | None, Query(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    ] = None,
+    requested_from: AwareTimestamp | None = None,
+    requested_to: AwareTimestamp | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ReturnPage:
     """List returns, newest first, filtered by status, order, channel or request date."""
     channel_id = None
     if channel:
-        from returnguard.orders.service import get_channel
+        from returnguard.orders.repository import channel_by_code
+        from returnguard.orders.service import UnknownChannel
 
-        channel_id = get_channel(session, actor.organization_id, channel).id
+        found = channel_by_code(session, actor.organization_id, channel)
+        if found is None:
+            # A filter value, not the resource: 422 naming it (404 is not documented here).
+            raise UnknownChannel.field("channel", f"no channel with code {channel!r}")
+        channel_id = found.id
     rows = repo.list_returns(
         session,
         actor.organization_id,

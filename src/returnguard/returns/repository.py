@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import case, func, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import and_, case, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from returnguard.domain.returns import ReturnStatus
 from returnguard.returns.models import Inspection, Receipt, Return, ReturnLine, Shipment
@@ -30,8 +30,18 @@ def claimed_quantities(
     ids = list(order_line_ids)
     if not ids:
         return {}
+    # A dispute can be opened before any decision. Until a decision has approved some
+    # units (every decision approves at least one), the requested ones stay held.
+    other = aliased(ReturnLine)
+    disputed_undecided = and_(
+        Return.status == ReturnStatus.DISPUTED.value,
+        ~exists().where(other.return_id == Return.id, other.approved > 0),
+    )
     held = case(
-        (Return.status.in_([s.value for s in UNDECIDED]), ReturnLine.requested),
+        (
+            or_(Return.status.in_([s.value for s in UNDECIDED]), disputed_undecided),
+            ReturnLine.requested,
+        ),
         else_=ReturnLine.approved,
     )
     stmt = (

@@ -327,6 +327,11 @@ def simple(
     """Transitions that carry only an optional reason (review, evidence, close, lost…)."""
 
     def apply(ret: Return) -> dict[str, Any]:
+        if action == ReturnAction.RESOLVE_RETURNLESS:
+            # Settled without the goods coming back: every requested unit is approved, so
+            # the units stay held (no second return for them) and are the ones refundable.
+            for i, line in enumerate(ret.lines):
+                _store(line, lifecycle.approve_line(_quantities(line), None, f"lines.{i}"))
         if reason:
             ret.status_reason = reason
         return {"reason": reason} if reason else {}

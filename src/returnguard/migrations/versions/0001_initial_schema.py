@@ -125,7 +125,7 @@ def upgrade() -> None:
         sa.Column("organization_id", sa.Uuid(), nullable=False),
         sa.Column("sku", sa.String(length=128), nullable=False),
         sa.Column("asin", sa.String(length=16), nullable=True),
-        sa.Column("title", sa.String(length=500), nullable=False),
+        sa.Column("title", sa.Text(), nullable=False),
         sa.Column("category", sa.String(length=128), nullable=True),
         sa.Column("unit_cost_minor", sa.BigInteger(), nullable=True),
         sa.Column("cost_currency", sa.String(length=3), nullable=True),
