@@ -469,7 +469,7 @@ def load_demo(db: Database, *, seed: int = DEMO_SEED, now: datetime | None = Non
                 ),
             )
     placed = _place_orders(db, staff, rng, catalogue, now)
-    count = _create_returns(db, staff, rng, placed, seed)
+    count = _create_returns(db, staff, rng, placed, seed, now)
     return DemoInfo(org_id, plain, len(placed), count)
 
 
@@ -1066,7 +1066,9 @@ def _disputed(sc: Scenario) -> None:
     sc.act(ReturnAction.DISPUTE, claim, sc.staff.system)
 
 
-def _return_in(rng: random.Random, order: PlacedOrder, status: ReturnStatus) -> ReturnIn:
+def _return_in(
+    rng: random.Random, order: PlacedOrder, status: ReturnStatus, now: datetime
+) -> ReturnIn:
     allowed: frozenset[ReasonCode] | None = None
     if status in {S.AWAITING_EVIDENCE, S.PENDING_REVIEW}:
         allowed = SELLER_FAULT
@@ -1089,11 +1091,21 @@ def _return_in(rng: random.Random, order: PlacedOrder, status: ReturnStatus) -> 
             )
         )
     comment = "" if rng.random() < 0.12 else comments[0]
-    return ReturnIn(order_id=order.id, lines=lines, buyer_comment=comment)
+    # Asked some time between delivery and now, so the list spreads over the quarter.
+    days_ago = rng.uniform(0, order.delivered_days_ago or 0)
+    requested_at = (now - timedelta(days=days_ago)).replace(microsecond=0)
+    return ReturnIn(
+        order_id=order.id, lines=lines, buyer_comment=comment, requested_at=requested_at
+    )
 
 
 def _create_returns(
-    db: Database, staff: Staff, rng: random.Random, placed: list[PlacedOrder], seed: int
+    db: Database,
+    staff: Staff,
+    rng: random.Random,
+    placed: list[PlacedOrder],
+    seed: int,
+    now: datetime,
 ) -> int:
     plan = [item for item in RETURN_PLAN for _ in range(item.count)]
     rng.shuffle(plan)
@@ -1105,7 +1117,9 @@ def _create_returns(
             for item in batch:
                 status = item.status
                 order = _pick_order(rng, placed, used, item)
-                ret = returns.create_return(session, staff.system, _return_in(rng, order, status))
+                ret = returns.create_return(
+                    session, staff.system, _return_in(rng, order, status, now)
+                )
                 scenario = Scenario(session, staff, rng, order, ret)
                 _to_state(scenario, status)
                 if scenario.ret.status != status.value:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from tests.conftest import Api
 
 
@@ -32,3 +34,48 @@ def test_return_goes_from_request_to_inspection(api: Api) -> None:
         "return.receive",
         "return.inspect",
     ]
+
+
+def test_a_synced_return_keeps_when_the_buyer_asked(api: Api) -> None:
+    api.channel()
+    order = api.order()
+    line = order["lines"][0]["id"]
+
+    def ask(at: str) -> Any:
+        return api.post(
+            "/api/v1/returns",
+            {
+                "order_id": order["id"],
+                "requested_at": at,
+                "lines": [{"order_line_id": line, "quantity": 1, "reason_code": "size_fit"}],
+            },
+        )
+
+    r = ask("2026-10-05T08:00:00+02:00")
+    assert r.status_code == 201, r.text
+    assert r.json()["requested_at"].startswith("2026-10-05T06:00:00")
+    for at, message in [
+        ("2026-09-30T10:00:00+00:00", "is before the order was placed"),
+        ("2999-01-01T00:00:00+00:00", "is in the future"),
+    ]:
+        r = ask(at)
+        assert r.status_code == 422
+        assert r.json()["errors"] == [{"field": "requested_at", "message": message}]
+
+
+def test_single_return_shows_receipts_but_lists_stay_light(api: Api) -> None:
+    api.channel()
+    ret = api.open_return(api.order())
+    rid, line = ret["id"], ret["lines"][0]["id"]
+    api.post(f"/api/v1/returns/{rid}/approve", {})
+    api.post(
+        f"/api/v1/returns/{rid}/receive",
+        {"lines": [{"return_line_id": line, "quantity": 1}], "notes": "box dented"},
+    )
+    detail = api.get(f"/api/v1/returns/{rid}").json()
+    assert [(r["notes"], r["lines"][0]["quantity"]) for r in detail["receipts"]] == [
+        ("box dented", 1)
+    ]
+    assert detail["shipments"] == [] and detail["inspections"] == []
+    listed = api.get("/api/v1/returns").json()["items"][0]
+    assert listed["receipts"] is None and listed["shipments"] is None

@@ -10,12 +10,13 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from returnguard.audit import service as audit
 from returnguard.auth.actor import Actor as Actor
 from returnguard.auth.models import ApiKey, Organization, Role, User
-from returnguard.errors import InvalidInput, NotFound, Unauthorized
+from returnguard.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from returnguard.kit.db import utcnow
 from returnguard.kit.money import MoneyError, check_currency
 
@@ -24,6 +25,10 @@ KEY_PREFIX = "rg"
 # (a NUL byte, for one, would make PostgreSQL fail the lookup instead of answering 401).
 _PREFIX_PATTERN = re.compile(r"[0-9a-f]{12}")
 LAST_USED_RESOLUTION = timedelta(minutes=5)
+
+
+class UserExists(Conflict):
+    code = "user_exists"
 
 
 def _hash_key(key: str) -> str:
@@ -103,16 +108,23 @@ def create_user(
     name: str = "",
     actor: Actor | None = None,
 ) -> User:
-    if "@" not in email:
-        raise InvalidInput.field("email", "must be an email address")
+    """Add a staff member; emails are unique per organization, compared case-insensitively."""
+    address = email.strip().lower()
+    local, _, domain = address.partition("@")
+    if not local or "." not in domain or " " in address:
+        raise InvalidInput.field("email", "must be an email address like anna@example.com")
+    taken = select(User.id).where(User.organization_id == organization_id, User.email == address)
+    if session.scalar(taken) is not None:
+        raise UserExists(f"a user with email {address} already exists")
     user = User(
-        organization_id=organization_id,
-        email=email.strip().lower(),
-        name=name,
-        role=_parse_role(role).value,
+        organization_id=organization_id, email=address, name=name, role=_parse_role(role).value
     )
-    session.add(user)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(user)
+    except IntegrityError:
+        # Created by a concurrent request between our check and our insert.
+        raise UserExists(f"a user with email {address} already exists") from None
     audit.record(
         session,
         actor or Actor.system(organization_id),

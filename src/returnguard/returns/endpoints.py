@@ -21,7 +21,7 @@ from returnguard.kit.schemas import AwareTimestamp, MoneyOut
 from returnguard.orders.models import Channel, OrderLine
 from returnguard.returns import repository as repo
 from returnguard.returns import service
-from returnguard.returns.models import Return
+from returnguard.returns.models import Return, Shipment
 from returnguard.returns.schemas import (
     ApproveIn,
     EventOut,
@@ -31,6 +31,7 @@ from returnguard.returns.schemas import (
     OptionalReasonIn,
     QuantitiesOut,
     ReasonIn,
+    ReceiptOut,
     ReceiveIn,
     ReturnIn,
     ReturnLineOut,
@@ -51,13 +52,26 @@ Inspector = Annotated[Actor, Depends(require(Permission.RETURNS_INSPECT))]
 TRANSITION_ERRORS = problem_responses(401, 403, 404, 409, 422)
 
 
+def _shipment_out(s: Shipment) -> ShipmentOut:
+    cost = None
+    if s.label_cost_minor is not None and s.label_cost_currency:
+        cost = MoneyOut.from_minor(s.label_cost_minor, s.label_cost_currency)
+    return ShipmentOut(
+        id=s.id,
+        carrier=s.carrier,
+        tracking_number=s.tracking_number,
+        label_cost=cost,
+        label_paid_by=s.label_paid_by,
+        created_at=s.created_at,
+    )
+
+
 def return_out(session: Session, ret: Return, *, detail: bool = True) -> ReturnOut:
+    """The API view of a return; lists leave out shipments, receipts and inspections."""
     channel = session.get(Channel, ret.channel_id)
     skus = {ln.order_line_id: ln for ln in ret.lines}
     order_lines = {ol.id: ol.sku for ol in (session.get(OrderLine, i) for i in skus) if ol}
-    shipments = repo.shipments(session, ret.id) if detail else []
-    inspections = repo.inspections(session, ret.id) if detail else []
-    return ReturnOut(
+    out = ReturnOut(
         id=ret.id,
         number=ret.number,
         status=ret.status,
@@ -80,24 +94,17 @@ def return_out(session: Session, ret: Return, *, detail: bool = True) -> ReturnO
             )
             for ln in ret.lines
         ],
-        shipments=[
-            ShipmentOut(
-                id=s.id,
-                carrier=s.carrier,
-                tracking_number=s.tracking_number,
-                label_cost=MoneyOut.from_minor(s.label_cost_minor, s.label_cost_currency)
-                if s.label_cost_minor is not None and s.label_cost_currency
-                else None,
-                label_paid_by=s.label_paid_by,
-                created_at=s.created_at,
-            )
-            for s in shipments
-        ],
-        inspections=[InspectionOut.model_validate(i) for i in inspections],
         allowed_actions=LIFECYCLE.allowed_actions(ReturnStatus(ret.status)),
         requested_at=ret.requested_at,
         updated_at=ret.updated_at,
     )
+    if detail:
+        out.shipments = [_shipment_out(s) for s in repo.shipments(session, ret.id)]
+        out.receipts = [ReceiptOut.model_validate(r) for r in repo.receipts(session, ret.id)]
+        out.inspections = [
+            InspectionOut.model_validate(i) for i in repo.inspections(session, ret.id)
+        ]
+    return out
 
 
 def _encode_cursor(ret: Return) -> str:

@@ -8,7 +8,14 @@ from typing import Annotated, Any
 from pydantic import Field, StrictInt
 
 from returnguard.domain.reasons import ReasonCode
-from returnguard.kit.schemas import DecimalString, MoneyIn, MoneyOut, OutModel, StrictModel
+from returnguard.kit.schemas import (
+    AwareTimestamp,
+    DecimalString,
+    MoneyIn,
+    MoneyOut,
+    OutModel,
+    StrictModel,
+)
 
 Note = Annotated[str, Field(max_length=5000)]
 
@@ -24,6 +31,11 @@ class ReturnIn(StrictModel):
     order_id: uuid.UUID
     lines: list[ReturnLineIn] = Field(min_length=1, max_length=500)
     buyer_comment: Note = ""
+    requested_at: AwareTimestamp | None = Field(
+        default=None,
+        description="When the buyer asked, if earlier than now (e.g. synced from a "
+        "marketplace); between the order date and now",
+    )
 
 
 class LineQuantityIn(StrictModel):
@@ -127,6 +139,13 @@ class ShipmentOut(OutModel):
     created_at: datetime
 
 
+class ReceiptOut(OutModel):
+    id: uuid.UUID
+    lines: list[dict[str, Any]]
+    notes: str
+    received_at: datetime
+
+
 class InspectionOut(OutModel):
     id: uuid.UUID
     outcome: str
@@ -147,8 +166,15 @@ class ReturnOut(OutModel):
     status_reason: str | None
     offer: dict[str, Any] | None
     lines: list[ReturnLineOut]
-    shipments: list[ShipmentOut] = []
-    inspections: list[InspectionOut] = []
+    shipments: list[ShipmentOut] | None = Field(
+        default=None, description="Only on a single return, not in lists"
+    )
+    receipts: list[ReceiptOut] | None = Field(
+        default=None, description="Only on a single return, not in lists"
+    )
+    inspections: list[InspectionOut] | None = Field(
+        default=None, description="Only on a single return, not in lists"
+    )
     allowed_actions: list[str]
     requested_at: datetime
     updated_at: datetime

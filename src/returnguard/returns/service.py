@@ -12,6 +12,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -44,6 +45,8 @@ from returnguard.returns.schemas import (
     ShipmentIn,
 )
 
+# Tolerated difference between a client's clock and ours for "not in the future".
+CLOCK_SKEW = timedelta(minutes=5)
 _RMA_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
@@ -136,6 +139,12 @@ def create_return(session: Session, actor: Actor, data: ReturnIn) -> Return:
                     f"{order_line.quantity} ordered unit(s) can still be returned",
                 }
             )
+    now = utcnow()
+    requested_at = data.requested_at or now
+    if requested_at > now + CLOCK_SKEW:
+        raise InvalidInput.field("requested_at", "is in the future")
+    if requested_at < order.ordered_at:
+        raise InvalidInput.field("requested_at", "is before the order was placed")
     if errors:
         raise QuantityExceeded(
             "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
@@ -149,6 +158,8 @@ def create_return(session: Session, actor: Actor, data: ReturnIn) -> Return:
         status=ReturnStatus.REQUESTED.value,
         currency=order.currency,
         buyer_comment=data.buyer_comment,
+        requested_at=requested_at,
+        updated_at=now,
     )
     for position, line_in in enumerate(data.lines):
         ret.lines.append(
