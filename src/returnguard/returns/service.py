@@ -295,6 +295,11 @@ def _no_duplicate_lines(ids: list[uuid.UUID], field: str) -> None:
         raise QuantityError(field, "the same return line appears more than once")
 
 
+def _approve_all(ret: Return) -> None:
+    for i, line in enumerate(ret.lines):
+        _store(line, lifecycle.approve_line(_quantities(line), None, f"lines.{i}"))
+
+
 def approve(session: Session, actor: Actor, return_id: uuid.UUID, data: ApproveIn) -> Return:
     def apply(ret: Return) -> dict[str, Any]:
         chosen: dict[uuid.UUID, int] = {}
@@ -341,8 +346,7 @@ def simple(
         if action == ReturnAction.RESOLVE_RETURNLESS:
             # Settled without the goods coming back: every requested unit is approved, so
             # the units stay held (no second return for them) and are the ones refundable.
-            for i, line in enumerate(ret.lines):
-                _store(line, lifecycle.approve_line(_quantities(line), None, f"lines.{i}"))
+            _approve_all(ret)
         if reason:
             ret.status_reason = reason
         return {"reason": reason} if reason else {}
@@ -379,8 +383,7 @@ def offer(session: Session, actor: Actor, return_id: uuid.UUID, data: OfferIn) -
 def accept_offer(session: Session, actor: Actor, return_id: uuid.UUID) -> Return:
     def apply(ret: Return) -> dict[str, Any]:
         # The buyer keeps the goods: every requested unit is settled by the offer.
-        for i, line in enumerate(ret.lines):
-            _store(line, lifecycle.approve_line(_quantities(line), None, f"lines.{i}"))
+        _approve_all(ret)
         ret.status_reason = "offer accepted"
         return {"offer": ret.offer}
 
@@ -389,8 +392,7 @@ def accept_offer(session: Session, actor: Actor, return_id: uuid.UUID) -> Return
 
 def decline_offer(session: Session, actor: Actor, return_id: uuid.UUID) -> Return:
     def apply(ret: Return) -> dict[str, Any]:
-        for i, line in enumerate(ret.lines):
-            _store(line, lifecycle.approve_line(_quantities(line), None, f"lines.{i}"))
+        _approve_all(ret)
         ret.status_reason = "offer declined; return goes ahead"
         return {"offer": ret.offer}
 
