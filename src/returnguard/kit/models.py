@@ -5,6 +5,7 @@ from returnguard.auth.models import ApiKey, Organization, User
 from returnguard.kit.db import Base
 from returnguard.orders.models import Buyer, Channel, Order, OrderLine, Product
 from returnguard.outbox.models import OutboxMessage, WebhookDelivery, WebhookEndpoint
+from returnguard.policies.models import Evidence, Policy, PolicyVersion, ReturnDecision
 from returnguard.returns.models import Inspection, Receipt, Return, ReturnLine, Shipment
 
 __all__ = [
@@ -13,14 +14,18 @@ __all__ = [
     "Buyer",
     "Channel",
     "Event",
+    "Evidence",
     "Inspection",
     "Order",
     "OrderLine",
     "Organization",
     "OutboxMessage",
+    "Policy",
+    "PolicyVersion",
     "Product",
     "Receipt",
     "Return",
+    "ReturnDecision",
     "ReturnLine",
     "Shipment",
     "User",

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Integer,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 
 from returnguard.kit.db import Base, UTCDateTime, new_id, utcnow
 
@@ -33,6 +35,11 @@ class Channel(Base):
     country: Mapped[str] = mapped_column(String(2))
     currency: Mapped[str] = mapped_column(String(3))
     language: Mapped[str] = mapped_column(String(16), default="en")
+    # What bringing one parcel back costs, in the channel's currency: the policy offers a
+    # returnless refund when an item is worth less than this.
+    return_label_cost_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    handling_cost_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    policy_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("policies.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -73,6 +80,9 @@ class Buyer(Base):
     email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     country: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    risk_level: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    watchlisted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    watchlist_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

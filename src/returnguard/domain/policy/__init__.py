@@ -1,0 +1,1 @@
+"""Return policies as data: the document, the legal floors and the engine. Pure."""
