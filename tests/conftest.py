@@ -185,6 +185,7 @@ class Api:
             "/api/v1/returns",
             {
                 "order_id": order["id"],
+                "decide": False,
                 "lines": [
                     {
                         "order_line_id": order["lines"][0]["id"],

@@ -18,6 +18,7 @@ from returnguard.metrics import Metrics
 from returnguard.orders.endpoints import router as orders_router
 from returnguard.outbox.endpoints import router as webhooks_router
 from returnguard.outbox.worker import InProcessWorker
+from returnguard.policies.endpoints import router as policies_router
 from returnguard.returns.endpoints import router as returns_router
 
 
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.notify_worker = None
     install_problem_handlers(app)
     metrics.install(app)
-    for router in (auth_router, orders_router, returns_router, webhooks_router):
+    for router in (auth_router, orders_router, returns_router, policies_router, webhooks_router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["operations"], responses=problem_responses(503))

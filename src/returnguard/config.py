@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_max_attempts: int = Field(default=8, ge=1, le=50)
     outbox_lease_seconds: int = Field(default=60, ge=5)
+    storage_dir: str = Field(
+        default="returnguard-data/files",
+        description="Where uploaded evidence (photos, videos, documents) is kept",
+    )
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
 
     @field_validator("database_url")
     @classmethod

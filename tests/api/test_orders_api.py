@@ -149,7 +149,7 @@ def test_line_with_returns_cannot_be_removed(api: Api, db: Database) -> None:
     first, second = order["lines"]
     r = api.post(
         RETURNS,
-        {"order_id": order["id"], "lines": return_lines((first["id"], 1))},
+        {"order_id": order["id"], "decide": False, "lines": return_lines((first["id"], 1))},
     )
     assert r.status_code == 201, r.text
 

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
+from returnguard.domain.policy.defaults import default_policy_data
 from returnguard.kit.db import Base, Database
 from tests.conftest import Api, Tenant, add_key, make_tenant, order_body
 
@@ -226,7 +227,13 @@ def foreign(other: Api) -> dict[str, Any]:
     assert hook.status_code == 201, hook.text
     key = other.post("/api/v1/api-keys", {"name": "other", "role": "agent"})
     assert key.status_code == 201, key.text
+    policy = other.post(
+        "/api/v1/policies", {"name": "Other's policy", "document": default_policy_data("EUR")}
+    )
+    assert policy.status_code == 201, policy.text
     return {
+        "policy_id": policy.json()["id"],
+        "version": 1,
         "order_id": order["id"],
         "return_id": ret["id"],
         "line_id": ret["lines"][0]["id"],
@@ -247,6 +254,8 @@ def _body(path: str, ids: dict[str, Any]) -> Any:
         "receive": {"lines": [{"return_line_id": line, "quantity": 1}]},
         "inspections": {"lines": [{"return_line_id": line, "passed": 1, "failed": 0}]},
         "approve": {"lines": [{"return_line_id": line, "quantity": 1}]},
+        "versions": {"document": default_policy_data("EUR")},
+        "publish": {"version": 1},
     }
     return bodies.get(path.rsplit("/", 1)[-1], {})
 
@@ -272,7 +281,10 @@ def test_another_tenants_objects_are_404_on_every_route(
     events = event_count(db)
     for method, path in routes:
         url = path.format(**foreign)
-        missing = {k: str(uuid.uuid4()) for k in ("order_id", "return_id", "endpoint_id", "key_id")}
+        missing = {
+            k: str(uuid.uuid4())
+            for k in ("order_id", "return_id", "endpoint_id", "key_id", "policy_id")
+        }
         missing_url = path.format(**(foreign | missing))
         body = _body(path, foreign)
         if method == "GET":

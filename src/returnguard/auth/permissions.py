@@ -17,6 +17,8 @@ class Permission(StrEnum):
     RETURNS_INSPECT = "returns:inspect"
     WEBHOOKS_MANAGE = "webhooks:manage"
     KEYS_MANAGE = "keys:manage"
+    POLICIES_MANAGE = "policies:manage"
+    BUYERS_FLAG = "buyers:flag"
 
 
 _ALL = frozenset(Role)
@@ -30,6 +32,8 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.RETURNS_INSPECT: frozenset({Role.ADMIN, Role.INSPECTOR}),
     Permission.WEBHOOKS_MANAGE: frozenset({Role.ADMIN}),
     Permission.KEYS_MANAGE: frozenset({Role.ADMIN}),
+    Permission.POLICIES_MANAGE: frozenset({Role.ADMIN}),
+    Permission.BUYERS_FLAG: frozenset({Role.ADMIN, Role.AGENT}),
 }
 
 

@@ -13,7 +13,7 @@ from returnguard.kit.problem import problem_responses
 from returnguard.kit.schemas import MoneyOut
 from returnguard.orders import repository as repo
 from returnguard.orders import service
-from returnguard.orders.models import Order, Product
+from returnguard.orders.models import Buyer, Channel, Order, Product
 from returnguard.orders.schemas import (
     BuyerOut,
     ChannelIn,
@@ -31,7 +31,6 @@ Writer = Annotated[Actor, Depends(require(Permission.ORDERS_WRITE))]
 
 
 def order_out(session: Session, order: Order) -> OrderOut:
-    from returnguard.orders.models import Buyer, Channel
 
     channel = session.get(Channel, order.channel_id)
     buyer = session.get(Buyer, order.buyer_id) if order.buyer_id else None
@@ -68,6 +67,25 @@ def order_out(session: Session, order: Order) -> OrderOut:
     )
 
 
+def channel_out(c: Channel) -> ChannelOut:
+    def money(minor: int | None) -> MoneyOut | None:
+        return None if minor is None else MoneyOut.from_minor(minor, c.currency)
+
+    return ChannelOut(
+        id=c.id,
+        code=c.code,
+        name=c.name,
+        marketplace=c.marketplace,
+        country=c.country,
+        currency=c.currency,
+        language=c.language,
+        return_label_cost=money(c.return_label_cost_minor),
+        handling_cost=money(c.handling_cost_minor),
+        policy_id=c.policy_id,
+        created_at=c.created_at,
+    )
+
+
 def product_out(p: Product) -> ProductOut:
     cost = (
         MoneyOut.from_minor(p.unit_cost_minor, p.cost_currency)
@@ -93,12 +111,12 @@ def product_out(p: Product) -> ProductOut:
 )
 def create_channel(body: ChannelIn, session: SessionDep, actor: Writer) -> ChannelOut:
     """Register a sales channel (marketplace storefront or own shop)."""
-    return ChannelOut.model_validate(service.create_channel(session, actor, body))
+    return channel_out(service.create_channel(session, actor, body))
 
 
 @router.get("/channels", response_model=list[ChannelOut], responses=problem_responses(401))
 def list_channels(session: SessionDep, actor: Reader) -> list[ChannelOut]:
-    return [ChannelOut.model_validate(c) for c in repo.channels(session, actor.organization_id)]
+    return [channel_out(c) for c in repo.channels(session, actor.organization_id)]
 
 
 @router.post(

@@ -36,6 +36,25 @@ class ChannelIn(StrictModel):
     country: CountryCode
     currency: CurrencyCode
     language: str = Field(default="en", min_length=2, max_length=16)
+    return_label_cost: MoneyIn | None = Field(
+        default=None, description="What one return label costs (for returnless refunds)"
+    )
+    handling_cost: MoneyIn | None = Field(
+        default=None, description="Receiving and handling one returned parcel"
+    )
+
+    def problems(self) -> list[dict[str, str]]:
+        return [
+            {
+                "field": f"{name}.currency",
+                "message": f"{money.currency} differs from the channel's {self.currency}",
+            }
+            for name, money in (
+                ("return_label_cost", self.return_label_cost),
+                ("handling_cost", self.handling_cost),
+            )
+            if money is not None and money.currency != self.currency
+        ]
 
 
 class ChannelOut(OutModel):
@@ -46,6 +65,9 @@ class ChannelOut(OutModel):
     country: str
     currency: str
     language: str
+    return_label_cost: MoneyOut | None
+    handling_cost: MoneyOut | None
+    policy_id: uuid.UUID | None = Field(description="None: the built-in default policy")
     created_at: datetime
 
 

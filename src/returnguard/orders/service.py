@@ -37,9 +37,20 @@ def _minor(money: MoneyIn | None) -> int:
 
 
 def create_channel(session: Session, actor: Actor, data: ChannelIn) -> Channel:
+    problems = data.problems()
+    if problems:
+        raise InvalidInput(
+            "; ".join(f"{p['field']}: {p['message']}" for p in problems), errors=problems
+        )
     if repo.channel_by_code(session, actor.organization_id, data.code):
         raise ChannelExists(f"a channel with code {data.code!r} already exists")
-    channel = Channel(organization_id=actor.organization_id, **data.model_dump())
+    fields = data.model_dump(exclude={"return_label_cost", "handling_cost"})
+    channel = Channel(
+        organization_id=actor.organization_id,
+        return_label_cost_minor=data.return_label_cost.minor if data.return_label_cost else None,
+        handling_cost_minor=data.handling_cost.minor if data.handling_cost else None,
+        **fields,
+    )
     session.add(channel)
     session.flush()
     audit.record(
@@ -48,7 +59,7 @@ def create_channel(session: Session, actor: Actor, data: ChannelIn) -> Channel:
         subject_type="channel",
         subject_id=channel.id,
         action="channel.created",
-        after=data.model_dump(),
+        after=data.model_dump(mode="json"),
     )
     return channel
 
@@ -258,8 +269,10 @@ def _update_order(
     by_ext = {ln.external_id: ln for ln in order.lines}
     incoming = {ln.external_id for ln in data.lines}
     errors: list[dict[str, str]] = []
+    # Even a rejected or cancelled return keeps its history: its lines stay attached.
+    referenced = returns_repo.referenced_order_lines(session, [ln.id for ln in order.lines])
     for ext, line in by_ext.items():
-        if ext not in incoming and claimed.get(line.id, 0) > 0:
+        if ext not in incoming and line.id in referenced:
             errors.append(
                 {"field": "lines", "message": f"line {ext!r} has returns and cannot be removed"}
             )

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
 from sqlalchemy.orm import Session
 
 from returnguard.audit import service as audit
@@ -14,17 +14,22 @@ from returnguard.auth.permissions import Permission
 from returnguard.auth.service import Actor
 from returnguard.domain.reasons import ReasonCode
 from returnguard.domain.returns import LIFECYCLE, ReturnAction, ReturnStatus
-from returnguard.errors import InvalidInput
+from returnguard.errors import InvalidInput, NotFound
 from returnguard.kit.deps import Reader, SessionDep, require
 from returnguard.kit.problem import problem_responses
 from returnguard.kit.schemas import AwareTimestamp, MoneyOut
+from returnguard.kit.storage import FileStore
 from returnguard.orders.models import Channel, OrderLine
+from returnguard.policies import service as policies
+from returnguard.policies.models import Policy, PolicyVersion
+from returnguard.policies.schemas import DecisionOut
+from returnguard.returns import evidence, service
 from returnguard.returns import repository as repo
-from returnguard.returns import service
 from returnguard.returns.models import Return, Shipment
 from returnguard.returns.schemas import (
     ApproveIn,
     EventOut,
+    EvidenceOut,
     InspectionIn,
     InspectionOut,
     OfferIn,
@@ -131,8 +136,89 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     responses=problem_responses(400, 401, 403, 404, 422),
 )
 def create_return(body: ReturnIn, session: SessionDep, actor: Creator) -> ReturnOut:
-    """Request a return against an order."""
-    return return_out(session, service.create_return(session, actor, body))
+    """Request a return against an order; the channel's policy decides it unless `decide` is
+    false. The decision and its rule trace are at `/returns/{id}/decision`."""
+    ret = service.create_return(session, actor, body)
+    if body.decide:
+        ret, _ = service.decide(session, actor, ret.id)
+    return return_out(session, ret)
+
+
+@router.post("/{return_id}/decide", response_model=ReturnOut, responses=TRANSITION_ERRORS)
+def decide(return_id: uuid.UUID, session: SessionDep, actor: Decider) -> ReturnOut:
+    """(Re-)evaluate the channel's published policy on an undecided return and apply it."""
+    ret, _ = service.decide(session, actor, return_id)
+    return return_out(session, ret)
+
+
+@router.get(
+    "/{return_id}/decision", response_model=DecisionOut, responses=problem_responses(401, 404)
+)
+def decision(return_id: uuid.UUID, session: SessionDep, actor: Reader) -> DecisionOut:
+    """The latest policy decision: outcome, reasons, facts used, and why (the rule trace)."""
+    service.get_return(session, actor.organization_id, return_id)
+    record = policies.latest_decision(session, actor.organization_id, return_id)
+    if record is None:
+        raise NotFound(f"return {return_id} has no policy decision yet")
+    version = session.get(PolicyVersion, record.policy_version_id)
+    policy = session.get(Policy, version.policy_id) if version else None
+    assert version is not None and policy is not None
+    return DecisionOut(
+        id=record.id,
+        outcome=record.outcome,
+        reasons=record.reasons,
+        missing_facts=record.missing_facts,
+        policy_id=policy.id,
+        policy_name=policy.name,
+        policy_version=version.version,
+        facts=record.facts,
+        lines=record.lines,
+        created_at=record.created_at,
+    )
+
+
+@router.post(
+    "/{return_id}/evidence",
+    status_code=status.HTTP_201_CREATED,
+    response_model=list[EvidenceOut],
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+def add_evidence(
+    return_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    actor: Creator,
+    files: Annotated[list[UploadFile], File(description="Photos, videos or PDFs")] = [],  # noqa: B006
+    text: Annotated[str | None, Form(max_length=5000)] = None,
+) -> list[EvidenceOut]:
+    """Attach photos, videos, documents or a written explanation (multipart form).
+
+    When the return was waiting for evidence, the policy decides it again right away.
+    """
+    ret = service.get_return(session, actor.organization_id, return_id)
+    settings = request.app.state.settings
+    rows = evidence.add_evidence(
+        session,
+        actor,
+        ret,
+        uploads=[
+            evidence.Upload(f.filename or "upload", f.content_type or "", f.file) for f in files
+        ],
+        text=text,
+        store=FileStore(settings.storage_dir),
+        max_bytes=settings.max_upload_bytes,
+    )
+    if ret.status == ReturnStatus.AWAITING_EVIDENCE.value:
+        service.decide(session, actor, return_id)
+    return [EvidenceOut.model_validate(e) for e in rows]
+
+
+@router.get(
+    "/{return_id}/evidence", response_model=list[EvidenceOut], responses=problem_responses(401, 404)
+)
+def list_evidence(return_id: uuid.UUID, session: SessionDep, actor: Reader) -> list[EvidenceOut]:
+    service.get_return(session, actor.organization_id, return_id)
+    return [EvidenceOut.model_validate(e) for e in evidence.list_evidence(session, return_id)]
 
 
 @router.get("", response_model=ReturnPage, responses=problem_responses(401, 422))

@@ -57,6 +57,17 @@ def claimed_quantities(
     return {i: found.get(i, 0) for i in ids}
 
 
+def referenced_order_lines(
+    session: Session, order_line_ids: Iterable[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Order lines that any return (open or finished) refers to."""
+    ids = list(order_line_ids)
+    if not ids:
+        return set()
+    stmt = select(ReturnLine.order_line_id).where(ReturnLine.order_line_id.in_(ids)).distinct()
+    return set(session.scalars(stmt))
+
+
 def get(
     session: Session, organization_id: uuid.UUID, return_id: uuid.UUID, *, lock: bool = False
 ) -> Return | None:

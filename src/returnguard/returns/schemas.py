@@ -31,6 +31,12 @@ class ReturnIn(StrictModel):
     order_id: uuid.UUID
     lines: list[ReturnLineIn] = Field(min_length=1, max_length=500)
     buyer_comment: Note = ""
+    decide: bool = Field(
+        default=True,
+        description="Apply the channel's published policy now (approve, ask for evidence, "
+        "review, offer, refund without the goods, or reject); false records the request "
+        "for a manual decision",
+    )
     requested_at: AwareTimestamp | None = Field(
         default=None,
         description="When the buyer asked, if earlier than now (e.g. synced from a "
@@ -200,3 +206,15 @@ class EventOut(OutModel):
     occurred_at: datetime
     hash: str
     prev_hash: str
+
+
+class EvidenceOut(OutModel):
+    id: uuid.UUID
+    kind: str
+    filename: str | None
+    content_type: str | None
+    size: int
+    sha256: str | None
+    text: str | None
+    uploaded_by: str
+    created_at: datetime

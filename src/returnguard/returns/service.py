@@ -19,8 +19,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from returnguard.audit import service as audit
-from returnguard.auth.service import Actor
+from returnguard.auth.actor import Actor
 from returnguard.domain import returns as lifecycle
+from returnguard.domain.policy.engine import Outcome
 from returnguard.domain.returns import (
     LIFECYCLE,
     LineQuantities,
@@ -33,6 +34,8 @@ from returnguard.kit.db import utcnow
 from returnguard.kit.state_machine import IllegalTransition
 from returnguard.orders import repository as orders_repo
 from returnguard.outbox.service import publish_webhook_event
+from returnguard.policies import service as policies
+from returnguard.policies.service import Decided
 from returnguard.returns import repository as repo
 from returnguard.returns.models import Inspection, Receipt, Return, ReturnLine, Shipment
 from returnguard.returns.schemas import (
@@ -470,3 +473,97 @@ def inspect(session: Session, actor: Actor, return_id: uuid.UUID, data: Inspecti
         return {"outcome": outcome, "lines": lines, "notes": data.notes}
 
     return transition(session, actor, return_id, ReturnAction.INSPECT, apply)
+
+
+# --------------------------------------------------------------------- policy decisions
+
+# The policy decides returns in these statuses; later ones were decided already.
+DECIDABLE = (ReturnStatus.REQUESTED, ReturnStatus.AWAITING_EVIDENCE, ReturnStatus.PENDING_REVIEW)
+# What each policy outcome does to a return, by the status it is in.
+_DECISION_ACTIONS: dict[Outcome, dict[ReturnStatus, ReturnAction | None]] = {
+    Outcome.AUTO_APPROVE: {s: ReturnAction.APPROVE for s in DECIDABLE},
+    Outcome.REQUEST_EVIDENCE: {
+        ReturnStatus.REQUESTED: ReturnAction.REQUEST_EVIDENCE,
+        ReturnStatus.PENDING_REVIEW: ReturnAction.REQUEST_EVIDENCE,
+        ReturnStatus.AWAITING_EVIDENCE: None,
+    },
+    Outcome.NEEDS_REVIEW: {
+        ReturnStatus.REQUESTED: ReturnAction.SEND_TO_REVIEW,
+        ReturnStatus.AWAITING_EVIDENCE: ReturnAction.SUBMIT_EVIDENCE,
+        ReturnStatus.PENDING_REVIEW: None,
+    },
+    Outcome.OFFER_ALTERNATIVES: {s: ReturnAction.OFFER for s in DECIDABLE},
+    Outcome.RETURNLESS_REFUND: {s: ReturnAction.RESOLVE_RETURNLESS for s in DECIDABLE},
+    Outcome.REJECT: {s: ReturnAction.REJECT for s in DECIDABLE},
+}
+
+
+class AlreadyDecided(Conflict):
+    code = "already_decided"
+    title = "The return is past the policy decision"
+
+
+def decide(session: Session, actor: Actor, return_id: uuid.UUID) -> tuple[Return, Decided]:
+    """Evaluate the channel's policy on an undecided return and move it accordingly."""
+    ret = repo.get(session, actor.organization_id, return_id, lock=True)
+    if ret is None:
+        raise NotFound(f"return {return_id} not found")
+    status = ReturnStatus(ret.status)
+    if status not in DECIDABLE:
+        raise AlreadyDecided(
+            f"the return is {status.value}; the policy decides only requested, "
+            "awaiting_evidence or pending_review returns",
+            extra={"current_status": status.value},
+        )
+    decided = policies.decide(session, actor, ret)
+    action = _DECISION_ACTIONS[decided.decision.outcome].get(status)
+    if action is None:
+        return ret, decided
+    policy_actor = Actor.system(
+        actor.organization_id, f"policy {decided.version.policy_id} v{decided.version.version}"
+    )
+    rejected = {
+        uuid.UUID(line.line_id) for line in decided.decision.lines if line.outcome is Outcome.REJECT
+    }
+    reason = "; ".join(decided.decision.reasons)
+
+    def apply(r: Return) -> dict[str, Any]:
+        note: dict[str, Any] = {"decision_id": decided.record.id}
+        if action is ReturnAction.APPROVE:
+            for i, line in enumerate(r.lines):
+                qty = 0 if line.id in rejected else None
+                _store(line, lifecycle.approve_line(_quantities(line), qty, f"lines.{i}"))
+            if rejected:
+                note["rejected_lines"] = sorted(str(x) for x in rejected)
+        elif action is ReturnAction.RESOLVE_RETURNLESS:
+            _approve_all(r)
+        elif action is ReturnAction.OFFER:
+            r.offer = _offer_from(decided, r.currency)
+        r.status_reason = reason
+        return note
+
+    ret = transition(session, policy_actor, ret.id, action, apply)
+    return ret, decided
+
+
+def _offer_from(decided: Decided, currency: str) -> dict[str, Any]:
+    alternatives = decided.decision.setting("alternatives")
+    offer: dict[str, Any] = {
+        "kind": OfferKind.REPLACEMENT.value,
+        "amount": None,
+        "percent": None,
+        "note": "offered by the policy",
+    }
+    if alternatives is None:
+        return offer
+    if alternatives.keep_partial_refund_percent:
+        offer.update(
+            kind=OfferKind.KEEP_PARTIAL_REFUND.value,
+            percent=format(alternatives.keep_partial_refund_percent, "f"),
+        )
+    elif alternatives.coupon_value:
+        offer.update(
+            kind=OfferKind.COUPON.value,
+            amount={"amount": format(alternatives.coupon_value, "f"), "currency": currency},
+        )
+    return offer

@@ -49,6 +49,19 @@ def default_policy_data(currency: str) -> dict[str, Any]:
         },
         "rules": [
             {
+                # First, so no later rule can give a watchlisted buyer money before the
+                # goods are back (DESIGN.md, money-safety invariant 3).
+                "id": "watchlist-review",
+                "description": "Watchlisted buyers always get a human review and inspection",
+                "when": {"watchlisted": True},
+                "then": {
+                    "human_review": True,
+                    "inspection_before_refund": True,
+                    "refund_before_receipt": False,
+                    "returnless_refund": False,
+                },
+            },
+            {
                 "id": "high-value-inspect",
                 "description": "Valuable items are inspected before any money moves",
                 "when": {"item_value": {"currency": currency, "min": amount(150)}},
@@ -92,12 +105,6 @@ def default_policy_data(currency: str) -> dict[str, Any]:
                 "description": "Not worth shipping back: refund without the goods",
                 "when": {"item_value": {"currency": currency, "max": amount(15)}},
                 "then": {"returnless_refund": True},
-            },
-            {
-                "id": "watchlist-review",
-                "description": "Watchlisted buyers always get a human review and inspection",
-                "when": {"watchlisted": True},
-                "then": {"human_review": True, "inspection_before_refund": True},
             },
         ],
     }

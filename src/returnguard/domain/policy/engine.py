@@ -37,8 +37,10 @@ class Outcome(StrEnum):
     NEEDS_REVIEW = "needs_review"
     REQUEST_EVIDENCE = "request_evidence"
     OFFER_ALTERNATIVES = "offer_alternatives"
-    RETURNLESS_REFUND = "returnless_refund"
+    # Goods coming back is more cautious than money moving without them: a return with
+    # one cheap line and one valuable line is approved, not resolved returnless.
     AUTO_APPROVE = "auto_approve"
+    RETURNLESS_REFUND = "returnless_refund"
 
 
 _CAUTION = {o: i for i, o in enumerate(Outcome)}
@@ -171,12 +173,128 @@ def _compile_conditions(when: Conditions) -> tuple[Check, ...]:
     return tuple(checks)
 
 
+# (condition name, test): the untraced path's form of a `Check`, one call per condition;
+# the test returns None where the check's getter gives _MISSING, else the predicate.
+Test = tuple[str, Callable[[ReturnFacts, LineFacts], bool | None]]
+
+
+def _compile_tests(when: Conditions) -> tuple[Test, ...]:
+    """`_compile_conditions` fused into one call per condition, for `_decide_line`.
+
+    Same conditions in the same order with the same results; keep the two in step
+    (tests/unit/policy_backtest compares explained and untraced decisions).
+    """
+    tests: list[Test] = []
+    if when.channels is not None:
+        channels = frozenset(when.channels)
+        tests.append(("channels", lambda f, _: f.channel in channels))
+    if when.marketplace_countries is not None:
+        markets = frozenset(when.marketplace_countries)
+        tests.append(
+            (
+                "marketplace_countries",
+                lambda f, _: (
+                    None if f.marketplace_country is None else f.marketplace_country in markets
+                ),
+            )
+        )
+    if when.buyer_countries is not None:
+        buyers = frozenset(when.buyer_countries)
+        tests.append(
+            (
+                "buyer_countries",
+                lambda f, _: None if f.buyer_country is None else f.buyer_country in buyers,
+            )
+        )
+    if when.categories is not None:
+        categories = frozenset(when.categories)
+        tests.append(
+            (
+                "categories",
+                lambda _, ln: None if ln.category is None else ln.category in categories,
+            )
+        )
+    if when.skus is not None:
+        skus = frozenset(when.skus)
+        tests.append(("skus", lambda _, ln: ln.sku in skus))
+    if when.reason_classes is not None:
+        classes = frozenset(when.reason_classes)
+        tests.append(("reason_classes", lambda _, ln: REASON_CLASSES[ln.reason_code] in classes))
+    if when.reason_codes is not None:
+        codes = frozenset(when.reason_codes)
+        tests.append(("reason_codes", lambda _, ln: ln.reason_code in codes))
+    if when.days_since_delivery is not None:
+        r = when.days_since_delivery
+        lo = -1 if r.min is None else r.min
+        hi = 1 << 30 if r.max is None else r.max
+        tests.append(
+            (
+                "days_since_delivery",
+                lambda f, _: (
+                    None if f.days_since_delivery is None else lo <= f.days_since_delivery <= hi
+                ),
+            )
+        )
+    if when.buyer_risk is not None:
+        risks = frozenset(when.buyer_risk)
+        tests.append(
+            ("buyer_risk", lambda f, _: None if f.buyer_risk is None else f.buyer_risk in risks)
+        )
+    if when.watchlisted is not None:
+        wanted = when.watchlisted
+        tests.append(("watchlisted", lambda f, _: f.watchlisted is wanted))
+    if when.first_time_buyer is not None:
+        first = when.first_time_buyer
+        tests.append(
+            (
+                "first_time_buyer",
+                lambda f, _: None if f.first_time_buyer is None else f.first_time_buyer is first,
+            )
+        )
+    if when.item_value is not None:
+        band = when.item_value
+        band_currency = band.currency
+        low = band.min if band.min is not None else Decimal(0)
+        high = band.max
+
+        def in_band(f: ReturnFacts, ln: LineFacts) -> bool | None:
+            value = ln.unit_value
+            if value is None:
+                return None
+            if band_currency is not None and band_currency != f.currency:
+                rate = f.fx_rates.get(band_currency)
+                if rate is None:
+                    return None
+                value = value / rate
+            return value >= low and (high is None or value < high)
+
+        tests.append(("item_value", in_band))
+    return tuple(tests)
+
+
+def _fused(checks: tuple[Check, ...]) -> tuple[Test, ...]:
+    """Tests from checks alone, for a `CompiledRule` built without its tests."""
+
+    def fuse(
+        getter: Callable[[ReturnFacts, LineFacts], Any], predicate: Callable[[Any], bool]
+    ) -> Callable[[ReturnFacts, LineFacts], bool | None]:
+        def test(f: ReturnFacts, ln: LineFacts) -> bool | None:
+            value = getter(f, ln)
+            return None if value is _MISSING else bool(predicate(value))
+
+        return test
+
+    return tuple((name, fuse(getter, predicate)) for name, getter, predicate in checks)
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
     id: str
     checks: tuple[Check, ...]
     sets: tuple[tuple[str, Any], ...]
     stop: bool
+    tests: tuple[Test, ...] | None = field(default=None, repr=False, compare=False)
+    """`checks` fused for the untraced path; derived from `checks` when left out."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +303,22 @@ class CompiledPolicy:
     rules: tuple[CompiledRule, ...]
     defaults: tuple[tuple[str, Any, str], ...]  # (setting, value, source)
     states_window: bool
+    # For the untraced path (`_decide_line`): each rule's checks with its bit in the mask
+    # of matched rules, and the settings and sources each mask leads to, merged once.
+    fast_rules: tuple[tuple[tuple[Test, ...], int, bool], ...] = field(
+        init=False, repr=False, compare=False
+    )
+    merged: dict[int, tuple[dict[str, Any], dict[str, str]]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        fast = tuple(
+            (_fused(rule.checks) if rule.tests is None else rule.tests, 1 << i, rule.stop)
+            for i, rule in enumerate(self.rules)
+        )
+        object.__setattr__(self, "fast_rules", fast)
+        object.__setattr__(self, "merged", {})
 
 
 def compile_policy(document: PolicyDocument) -> CompiledPolicy:
@@ -194,6 +328,7 @@ def compile_policy(document: PolicyDocument) -> CompiledPolicy:
             checks=_compile_conditions(rule.when),
             sets=tuple((name, getattr(rule.then, name)) for name in rule.then.set_fields()),
             stop=rule.stop,
+            tests=_compile_tests(rule.when),
         )
         for rule in document.rules
     )
@@ -236,7 +371,21 @@ class Decision:
 
 def evaluate(policy: CompiledPolicy, facts: ReturnFacts, *, explain: bool = True) -> Decision:
     """Decide a return. Pure: the same policy and facts always give the same decision."""
-    line_decisions = [_evaluate_line(policy, facts, line, explain) for line in facts.lines]
+    if not explain:
+        # The hot path of backtests: the same decision, without building a trace.
+        lines = facts.lines
+        if len(lines) == 1:
+            only = _decide_line(policy, facts, lines[0])
+            missing_facts = only.missing_facts
+            return Decision(
+                only.outcome,
+                only.reasons[:],
+                [only],
+                sorted(set(missing_facts)) if missing_facts else [],
+            )
+        line_decisions = [_decide_line(policy, facts, line) for line in lines]
+    else:
+        line_decisions = [_evaluate_line(policy, facts, line, explain) for line in facts.lines]
     missing = sorted({m for d in line_decisions for m in d.missing_facts})
     if not line_decisions:
         return Decision(Outcome.NEEDS_REVIEW, ["the return has no lines"], [], missing)
@@ -306,6 +455,60 @@ def _evaluate_line(
     return LineDecision(line.line_id, outcome, reasons, settings, sources, missing, trace, legal)
 
 
+_MERGED_CACHE_SIZE = 4096
+
+
+def _decide_line(policy: CompiledPolicy, facts: ReturnFacts, line: LineFacts) -> LineDecision:
+    """`_evaluate_line` without the trace: the same settings, sources, outcome and reasons.
+
+    Which rules match is all that the settings depend on before the legal floors, so the
+    merged settings are computed once per set of matched rules and copied after that.
+    """
+    missing: list[str] = []
+    matched = 0
+    for tests, bit, stop in policy.fast_rules:
+        for name, test in tests:
+            ok = test(facts, line)
+            if not ok:
+                if ok is None:
+                    missing.append(name)
+                break
+        else:
+            matched |= bit
+            if stop:
+                break
+    merged = policy.merged.get(matched)
+    if merged is None:
+        merged = _merge(policy, matched)
+    settings = merged[0].copy()
+    sources = merged[1].copy()
+    legal = _apply_floors(policy, facts, line, settings, sources)
+    outcome, reasons = _outcome(facts, line, settings, missing)
+    if facts.days_since_delivery is None and "days_since_delivery" not in missing:
+        missing.append("days_since_delivery")
+    return LineDecision(line.line_id, outcome, reasons, settings, sources, missing, [], legal)
+
+
+def _merge(policy: CompiledPolicy, matched: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """Settings and sources when the rules in the ``matched`` mask match, as in
+    `_evaluate_line`: the first matching rule decides a setting, defaults fill the rest."""
+    settings: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for rule, (_, bit, _) in zip(policy.rules, policy.fast_rules, strict=True):
+        if matched & bit:
+            for name, value in rule.sets:
+                if name not in settings:
+                    settings[name] = value
+                    sources[name] = rule.id
+    for name, value, source in policy.defaults:
+        if name not in settings:
+            settings[name] = value
+            sources[name] = source
+    if len(policy.merged) < _MERGED_CACHE_SIZE:
+        policy.merged[matched] = (settings, sources)
+    return settings, sources
+
+
 def _apply_floors(
     policy: CompiledPolicy,
     facts: ReturnFacts,
@@ -325,16 +528,23 @@ def _apply_floors(
         sources[name] = f"law:{floor.region}"
         applied.append({"law": law, "setting": name, "effect": effect})
 
-    if floor.default_window_days is not None and not policy.states_window:
+    if (
+        floor.default_window_days is not None
+        and not policy.states_window
+        and reason_class is not ReasonClass.SELLER_FAULT
+    ):
+        # The statutory default covers buyer's-choice returns, not faulty goods, and
+        # never overrides who pays when the policy says so itself.
         override(
             "return_window_days",
             floor.default_window_days,
             floor.law,
             f"no window stated: {floor.default_window_days} days apply",
         )
-        override(
-            "return_shipping_paid_by", Payer.BUYER, floor.law, "the buyer pays return shipping"
-        )
+        if sources.get("return_shipping_paid_by") == "builtin":
+            override(
+                "return_shipping_paid_by", Payer.BUYER, floor.law, "the buyer pays return shipping"
+            )
     withdrawal = floor.withdrawal_days
     if withdrawal is not None and reason_class is not ReasonClass.SELLER_FAULT:
         if settings["return_window_days"] < withdrawal:
@@ -397,18 +607,20 @@ def _apply_floors(
 def _outcome(
     facts: ReturnFacts, line: LineFacts, s: dict[str, Any], missing: list[str]
 ) -> tuple[Outcome, list[str]]:
-    if s.get("eligible") is False:
-        return Outcome.REJECT, [s.get("decline_reason") or "not eligible for return"]
+    # Missing facts come first: a rule that could not be decided, or a legal floor that
+    # needs the delivery date, might have made the line eligible; review, never guess.
     days = facts.days_since_delivery
     if days is None:
         return Outcome.NEEDS_REVIEW, ["delivery date unknown: the return window cannot be checked"]
-    if days > s["return_window_days"]:
-        return Outcome.REJECT, [
-            f"outside the {s['return_window_days']}-day return window ({days} days since delivery)"
-        ]
     if missing:
         return Outcome.NEEDS_REVIEW, [
             f"facts missing for rule conditions: {', '.join(sorted(set(missing)))}"
+        ]
+    if s.get("eligible") is False:
+        return Outcome.REJECT, [s.get("decline_reason") or "not eligible for return"]
+    if days > s["return_window_days"]:
+        return Outcome.REJECT, [
+            f"outside the {s['return_window_days']}-day return window ({days} days since delivery)"
         ]
     evidence = s.get("evidence")
     if evidence is not None and evidence.required:

@@ -24,6 +24,7 @@ EU_COUNTRIES = frozenset(
         "FR",
         "DE",
         "GR",
+        "HU",
         "IE",
         "IT",
         "LV",

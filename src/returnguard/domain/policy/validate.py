@@ -11,7 +11,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from returnguard.domain.policy.document import Conditions, PolicyDocument, Range, Rule, Settings
+from returnguard.domain.policy.document import (
+    Conditions,
+    FeeApplies,
+    PolicyDocument,
+    Range,
+    Rule,
+    Settings,
+)
 from returnguard.domain.policy.law import FLOORS, Floor
 from returnguard.domain.reasons import REASON_CLASSES, ReasonClass
 
@@ -105,12 +112,41 @@ def _below_floor(when: Conditions, then: Settings, path: str, who: str) -> list[
                     "buyer_countries",
                 }
             )
-        if then.eligible is False and _overlaps(when.days_since_delivery, 0, days):
+        within = _overlaps(when.days_since_delivery, 0, days)
+        if then.eligible is False and within:
             problems.append(
                 {
                     "field": f"{path}.then.eligible" if path != "defaults" else "defaults.eligible",
                     "message": f"{who} refuses returns that buyers in {floor.region} may make "
                     f"within {days} days of delivery ({floor.law}); limit it with "
+                    f"days_since_delivery min {days + 1}, reason_classes or buyer_countries",
+                }
+            )
+        fee = then.restocking_fee
+        if (
+            floor.no_flat_fee_on_withdrawal
+            and fee is not None
+            and fee.applies_to is FeeApplies.ALWAYS
+            and within
+        ):
+            field = "restocking_fee.applies_to"
+            problems.append(
+                {
+                    "field": f"{path}.then.{field}" if path != "defaults" else f"defaults.{field}",
+                    "message": f"{who} charges a flat restocking fee on withdrawals that buyers "
+                    f"in {floor.region} may make within {days} days of delivery ({floor.law}); "
+                    "only loss of value from handling may be deducted: use applies_to opened, "
+                    f"days_since_delivery min {days + 1}, reason_classes or buyer_countries",
+                }
+            )
+        if floor.outbound_shipping_refunded and then.refund_outbound_shipping is False and within:
+            field = "refund_outbound_shipping"
+            problems.append(
+                {
+                    "field": f"{path}.then.{field}" if path != "defaults" else f"defaults.{field}",
+                    "message": f"{who} keeps the outbound delivery charge on withdrawals that "
+                    f"buyers in {floor.region} may make within {days} days of delivery "
+                    f"({floor.law}); the refund must include it: limit it with "
                     f"days_since_delivery min {days + 1}, reason_classes or buyer_countries",
                 }
             )

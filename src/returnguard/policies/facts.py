@@ -1,0 +1,126 @@
+"""Gather what the policy engine may know about a return, from the database."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from returnguard.audit.service import jsonable
+from returnguard.domain.policy.document import RiskLevel
+from returnguard.domain.policy.engine import EvidenceFacts, LineFacts, ReturnFacts
+from returnguard.domain.reasons import ReasonCode
+from returnguard.kit.money import Money
+from returnguard.orders.models import Buyer, Channel, Order, OrderLine, Product
+from returnguard.policies.models import Evidence
+from returnguard.returns.models import Return
+
+
+def _unit_value(line: OrderLine, currency: str) -> Decimal:
+    """What one unit cost the buyer: price plus its share of tax, less its discount."""
+    total = line.unit_price_minor * line.quantity + line.tax_minor - line.discount_minor
+    return Money.from_minor(max(total, 0) // line.quantity, currency).amount
+
+
+def _risk(buyer: Buyer | None) -> RiskLevel | None:
+    if buyer is None or buyer.risk_level is None:
+        return None
+    try:
+        return RiskLevel(buyer.risk_level)
+    except ValueError:
+        return None
+
+
+def _first_time(session: Session, order: Order) -> bool | None:
+    if order.buyer_id is None:
+        return None
+    earlier = session.scalar(
+        select(func.count())
+        .select_from(Order)
+        .where(
+            Order.buyer_id == order.buyer_id,
+            Order.id != order.id,
+            Order.ordered_at < order.ordered_at,
+        )
+    )
+    return not earlier
+
+
+def _evidence(session: Session, ret: Return) -> EvidenceFacts:
+    kinds = dict(
+        session.execute(
+            select(Evidence.kind, func.count())
+            .where(Evidence.return_id == ret.id)
+            .group_by(Evidence.kind)
+        ).all()
+    )
+    written = (
+        bool(kinds.get("text"))
+        or bool(ret.buyer_comment.strip())
+        or any(ln.comment.strip() for ln in ret.lines)
+    )
+    return EvidenceFacts(
+        photos=int(kinds.get("photo", 0)), videos=int(kinds.get("video", 0)), explanation=written
+    )
+
+
+def return_facts(session: Session, ret: Return) -> ReturnFacts:
+    order = session.get(Order, ret.order_id)
+    channel = session.get(Channel, ret.channel_id)
+    if order is None or channel is None:
+        raise LookupError(f"return {ret.id} lost its order or channel")
+    buyer = session.get(Buyer, order.buyer_id) if order.buyer_id else None
+    days = None
+    if order.delivered_at is not None:
+        days = max((ret.requested_at.date() - order.delivered_at.date()).days, 0)
+    cost = None
+    if channel.currency == order.currency and (
+        channel.return_label_cost_minor is not None or channel.handling_cost_minor is not None
+    ):
+        cost = Money.from_minor(
+            (channel.return_label_cost_minor or 0) + (channel.handling_cost_minor or 0),
+            order.currency,
+        ).amount
+    order_lines = {ln.id: ln for ln in order.lines}
+    products = {
+        p.id: p
+        for p in session.scalars(
+            select(Product).where(
+                Product.id.in_([ln.product_id for ln in order.lines if ln.product_id])
+            )
+        )
+    }
+    lines = []
+    for rl in ret.lines:
+        ol = order_lines[rl.order_line_id]
+        product = products.get(ol.product_id) if ol.product_id else None
+        lines.append(
+            LineFacts(
+                line_id=str(rl.id),
+                sku=ol.sku,
+                category=product.category if product else None,
+                reason_code=ReasonCode(rl.reason_code),
+                unit_value=_unit_value(ol, order.currency),
+                quantity=rl.requested,
+            )
+        )
+    return ReturnFacts(
+        channel=channel.code,
+        marketplace_country=channel.country,
+        buyer_country=(buyer.country if buyer and buyer.country else order.ship_to_country),
+        currency=order.currency,
+        days_since_delivery=days,
+        buyer_risk=_risk(buyer),
+        watchlisted=bool(buyer and buyer.watchlisted),
+        first_time_buyer=_first_time(session, order),
+        cost_to_return=cost,
+        lines=lines,
+        evidence=_evidence(session, ret),
+    )
+
+
+def facts_json(facts: ReturnFacts) -> dict[str, Any]:
+    return dict(jsonable(asdict(facts)))

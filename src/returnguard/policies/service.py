@@ -1,0 +1,295 @@
+"""Policies: versioned documents, channel assignment, and decisions on returns.
+
+A version is immutable once written; publishing makes it the one new decisions use, and
+every decision names the version it used, so publishing never changes a past decision.
+A channel without a policy of its own gets the built-in default for its currency,
+stored and published on first use so that its decisions can name a version too.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from returnguard.audit import service as audit
+from returnguard.auth.actor import Actor
+from returnguard.domain.policy.defaults import default_policy_data
+from returnguard.domain.policy.document import PolicyDocument
+from returnguard.domain.policy.engine import CompiledPolicy, Decision, compile_policy, evaluate
+from returnguard.domain.policy.validate import parse_policy
+from returnguard.errors import Conflict, InvalidInput, NotFound
+from returnguard.kit.db import utcnow
+from returnguard.orders.models import Channel
+from returnguard.policies.facts import facts_json, return_facts
+from returnguard.policies.models import Policy, PolicyVersion, ReturnDecision
+from returnguard.returns.models import Return
+
+
+class InvalidPolicy(InvalidInput):
+    code = "invalid_policy"
+    title = "The policy has problems"
+
+
+class PolicyNotPublished(Conflict):
+    code = "policy_not_published"
+
+
+class PolicyExists(Conflict):
+    code = "policy_exists"
+
+
+def validate_document(data: Any) -> PolicyDocument:
+    """Parse a policy; every problem is reported at once, with the path of its field."""
+    document, problems = parse_policy(data)
+    if document is None:
+        errors = [{"field": f"document.{p['field']}", "message": p["message"]} for p in problems]
+        raise InvalidPolicy(
+            f"{len(errors)} problem(s): "
+            + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+            errors=errors,
+        )
+    return document
+
+
+def get_policy(session: Session, organization_id: uuid.UUID, policy_id: uuid.UUID) -> Policy:
+    policy = session.scalar(
+        select(Policy).where(Policy.id == policy_id, Policy.organization_id == organization_id)
+    )
+    if policy is None:
+        raise NotFound(f"policy {policy_id} not found")
+    return policy
+
+
+def list_policies(session: Session, organization_id: uuid.UUID) -> list[Policy]:
+    stmt = select(Policy).where(Policy.organization_id == organization_id).order_by(Policy.name)
+    return list(session.scalars(stmt))
+
+
+def versions(session: Session, policy: Policy) -> list[PolicyVersion]:
+    stmt = (
+        select(PolicyVersion)
+        .where(PolicyVersion.policy_id == policy.id)
+        .order_by(PolicyVersion.version)
+    )
+    return list(session.scalars(stmt))
+
+
+def get_version(session: Session, policy: Policy, version: int | None = None) -> PolicyVersion:
+    """A given version, or the latest one when ``version`` is None."""
+    stmt = select(PolicyVersion).where(PolicyVersion.policy_id == policy.id)
+    if version is None:
+        stmt = stmt.order_by(PolicyVersion.version.desc()).limit(1)
+    else:
+        stmt = stmt.where(PolicyVersion.version == version)
+    found = session.scalar(stmt)
+    if found is None:
+        raise NotFound(f"policy {policy.name!r} has no version {version}")
+    return found
+
+
+def create_policy(session: Session, actor: Actor, name: str, data: Any) -> PolicyVersion:
+    """A new policy with its first (draft) version."""
+    document = validate_document(data)
+    taken = select(Policy.id).where(
+        Policy.organization_id == actor.organization_id, Policy.name == name
+    )
+    if session.scalar(taken) is not None:
+        raise PolicyExists(f"a policy named {name!r} already exists; add a version to it")
+    policy = Policy(organization_id=actor.organization_id, name=name)
+    session.add(policy)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        subject_type="policy",
+        subject_id=policy.id,
+        action="policy.created",
+        after={"name": name},
+    )
+    return _add_version(session, actor, policy, document)
+
+
+def add_version(session: Session, actor: Actor, policy: Policy, data: Any) -> PolicyVersion:
+    """A new draft version; the published one keeps deciding until this one is published."""
+    return _add_version(session, actor, policy, validate_document(data))
+
+
+def _add_version(
+    session: Session, actor: Actor, policy: Policy, document: PolicyDocument
+) -> PolicyVersion:
+    latest = session.scalar(
+        select(func.max(PolicyVersion.version)).where(PolicyVersion.policy_id == policy.id)
+    )
+    version = PolicyVersion(
+        organization_id=policy.organization_id,
+        policy_id=policy.id,
+        version=(latest or 0) + 1,
+        document=document.model_dump(mode="json", exclude_none=True),
+        created_by=actor.label,
+    )
+    session.add(version)
+    policy.updated_at = utcnow()
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        subject_type="policy",
+        subject_id=policy.id,
+        action="policy.version_added",
+        data={"version": version.version},
+    )
+    return version
+
+
+def publish(session: Session, actor: Actor, policy: Policy, version: int) -> PolicyVersion:
+    """Make ``version`` the one new decisions use; past decisions keep theirs."""
+    found = get_version(session, policy, version)
+    before = policy.published_version
+    policy.published_version = found.version
+    found.published_at = found.published_at or utcnow()
+    policy.updated_at = utcnow()
+    audit.record(
+        session,
+        actor,
+        subject_type="policy",
+        subject_id=policy.id,
+        action="policy.published",
+        before={"published_version": before},
+        after={"published_version": found.version},
+    )
+    return found
+
+
+def assign(session: Session, actor: Actor, channel: Channel, policy: Policy | None) -> Channel:
+    """Use ``policy`` for the channel's new returns (None: back to the built-in default)."""
+    if policy is not None and policy.published_version is None:
+        raise PolicyNotPublished(f"publish a version of {policy.name!r} before assigning it")
+    before = channel.policy_id
+    channel.policy_id = policy.id if policy else None
+    audit.record(
+        session,
+        actor,
+        subject_type="channel",
+        subject_id=channel.id,
+        action="channel.policy_assigned",
+        before={"policy_id": before},
+        after={"policy_id": channel.policy_id},
+    )
+    return channel
+
+
+def _default_policy(session: Session, channel: Channel) -> Policy:
+    name = f"Default policy ({channel.currency})"
+    existing = session.scalar(
+        select(Policy).where(Policy.organization_id == channel.organization_id, Policy.name == name)
+    )
+    if existing is not None and existing.published_version is not None:
+        return existing
+    actor = Actor.system(channel.organization_id, "default policy")
+    if existing is None:
+        version = create_policy(session, actor, name, default_policy_data(channel.currency))
+        existing = get_policy(session, channel.organization_id, version.policy_id)
+    publish(session, actor, existing, get_version(session, existing).version)
+    return existing
+
+
+def policy_for_channel(session: Session, channel: Channel) -> PolicyVersion:
+    """The published version the channel's new returns are decided with."""
+    policy = session.get(Policy, channel.policy_id) if channel.policy_id else None
+    if policy is None or policy.published_version is None:
+        policy = _default_policy(session, channel)
+    assert policy.published_version is not None
+    return get_version(session, policy, policy.published_version)
+
+
+@lru_cache(maxsize=256)
+def _compiled(version_id: uuid.UUID, document_json: str) -> CompiledPolicy:
+    # Versions never change, so their compiled form can be shared across requests.
+    return compile_policy(PolicyDocument.model_validate_json(document_json))
+
+
+def compiled(version: PolicyVersion) -> CompiledPolicy:
+    return _compiled(version.id, json.dumps(version.document, sort_keys=True))
+
+
+@dataclass(frozen=True)
+class Decided:
+    record: ReturnDecision
+    decision: Decision
+    version: PolicyVersion
+
+
+def decide(session: Session, actor: Actor, ret: Return) -> Decided:
+    """Evaluate the channel's published policy on the return and store the explained result."""
+    channel = session.get(Channel, ret.channel_id)
+    if channel is None:
+        raise LookupError(f"return {ret.id} lost its channel")
+    version = policy_for_channel(session, channel)
+    facts = return_facts(session, ret)
+    decision = evaluate(compiled(version), facts, explain=True)
+    record = ReturnDecision(
+        organization_id=ret.organization_id,
+        return_id=ret.id,
+        policy_version_id=version.id,
+        outcome=decision.outcome.value,
+        reasons=decision.reasons,
+        missing_facts=decision.missing_facts,
+        facts=facts_json(facts),
+        lines=[audit.jsonable(_line_json(line)) for line in decision.lines],
+    )
+    session.add(record)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        subject_type="return",
+        subject_id=ret.id,
+        return_id=ret.id,
+        action="return.decided",
+        data={
+            "outcome": decision.outcome.value,
+            "reasons": decision.reasons,
+            "policy_id": version.policy_id,
+            "policy_version": version.version,
+            "decision_id": record.id,
+        },
+    )
+    return Decided(record, decision, version)
+
+
+def _line_json(line: Any) -> dict[str, Any]:
+    def plain(value: Any) -> Any:
+        return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+    return {
+        "return_line_id": line.line_id,
+        "outcome": line.outcome.value,
+        "reasons": line.reasons,
+        "settings": {k: plain(v) for k, v in line.settings.items()},
+        "sources": line.sources,
+        "missing_facts": line.missing_facts,
+        "legal": line.legal,
+        "trace": line.trace,
+    }
+
+
+def latest_decision(
+    session: Session, organization_id: uuid.UUID, return_id: uuid.UUID
+) -> ReturnDecision | None:
+    stmt = (
+        select(ReturnDecision)
+        .where(
+            ReturnDecision.organization_id == organization_id,
+            ReturnDecision.return_id == return_id,
+        )
+        .order_by(ReturnDecision.created_at.desc())
+        .limit(1)
+    )
+    return session.scalar(stmt)
