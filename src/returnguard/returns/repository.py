@@ -57,9 +57,7 @@ def claimed_quantities(
     return {i: found.get(i, 0) for i in ids}
 
 
-def referenced_order_lines(
-    session: Session, order_line_ids: Iterable[uuid.UUID]
-) -> set[uuid.UUID]:
+def referenced_order_lines(session: Session, order_line_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
     """Order lines that any return (open or finished) refers to."""
     ids = list(order_line_ids)
     if not ids:

@@ -163,7 +163,7 @@ def test_short_window_for_seller_fault_only_is_not_a_withdrawal_problem() -> Non
 def test_window_below_the_floor_in_the_defaults() -> None:
     found = problems(doc(return_window_days=10))
     assert [p["field"] for p in found] == ["defaults.return_window_days"] * 2
-    assert "the defaults" in found[0]["message"]
+    assert "the policy by default" in found[0]["message"]
 
 
 def test_refusing_withdrawals_within_14_days_is_refused() -> None:

@@ -58,7 +58,7 @@ def check_policy(document: PolicyDocument) -> list[Problem]:
         problems += _empty_ranges(rule.when, f"rules.{i}.when")
         problems += _below_floor(rule.when, rule.then, f"rules.{i}", f"rule {rule.id!r}")
         problems += _shadowed(document.rules, i)
-    problems += _below_floor(Conditions(), document.defaults, "defaults", "the defaults")
+    problems += _below_floor(Conditions(), document.defaults, "defaults", "the policy by default")
     return problems
 
 
