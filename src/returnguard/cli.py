@@ -6,6 +6,7 @@ import json
 import signal
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,8 @@ app = typer.Typer(
 org_app = typer.Typer(help="Organizations and their API keys.", no_args_is_help=True)
 import_app = typer.Typer(help="Import data from files.", no_args_is_help=True)
 events_app = typer.Typer(help="The tamper-evident event log.", no_args_is_help=True)
+policies_app = typer.Typer(help="Return policies: check and backtest.", no_args_is_help=True)
+app.add_typer(policies_app, name="policies")
 app.add_typer(org_app, name="org")
 app.add_typer(import_app, name="import")
 app.add_typer(events_app, name="events")
@@ -143,7 +146,7 @@ def import_orders(
         console.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
         return typer.Exit(2)
 
-    organization_id = _organization_id(organization)
+    organization_id = _parse_id(organization)
     settings = _settings(database_url)
     db = Database(settings.database_url)
     try:
@@ -178,7 +181,7 @@ def events_verify(
     from returnguard.audit.service import verify_chain
     from returnguard.auth.models import Organization
 
-    wanted = _organization_id(organization) if organization else None
+    wanted = _parse_id(organization) if organization else None
     settings = _settings(database_url)
     db = Database(settings.database_url)
     broken = False
@@ -203,12 +206,88 @@ def events_verify(
         raise typer.Exit(1)
 
 
-def _organization_id(value: str) -> uuid.UUID:
+def _parse_id(value: str, what: str = "--org", kind: str = "an organization id") -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        console.print(f"error: --org: {value!r} is not an organization id (a UUID)", markup=False)
+        console.print(f"error: {what}: {value!r} is not {kind} (a UUID)", markup=False)
         raise typer.Exit(2) from None
+
+
+def _load_document(file: Path) -> object:
+    import json
+
+    import yaml
+
+    text = file.read_text(encoding="utf-8-sig")
+    try:
+        return json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        console.print(
+            f"error: {file} is not valid {file.suffix.lstrip('.') or 'YAML'}: {exc}", markup=False
+        )
+        raise typer.Exit(2) from None
+
+
+@policies_app.command("validate")
+def policies_validate(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+) -> None:
+    """Check a policy file (YAML or JSON): every problem, with the path of its field."""
+    from returnguard.domain.policy.validate import parse_policy
+
+    _, problems = parse_policy(_load_document(file))
+    for problem in problems:
+        typer.echo(f"{problem['field']}: {problem['message']}")
+    if problems:
+        typer.echo(f"{len(problems)} problem(s)")
+        raise typer.Exit(1)
+    typer.echo("policy is valid")
+
+
+@policies_app.command("backtest")
+def policies_backtest(
+    policy: str = typer.Argument(..., help="Policy id"),
+    organization: str = typer.Option(..., "--org", help="Organization id"),
+    start: datetime = typer.Option(..., "--from", formats=["%Y-%m-%d"], help="First day"),
+    end: datetime = typer.Option(..., "--to", formats=["%Y-%m-%d"], help="Last day, inclusive"),
+    version: int | None = typer.Option(None, help="Version to try (default: the latest)"),
+    channel: str | None = typer.Option(None, help="Only this channel's returns"),
+    csv_file: Path | None = typer.Option(None, "--csv", help="Write the differing returns here"),
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Run a policy version over past returns and show what would have changed, in money."""
+    from returnguard.errors import ReturnGuardError
+    from returnguard.orders.service import get_channel
+    from returnguard.policies import service
+    from returnguard.policies.backtest import backtest
+
+    org_id = _parse_id(organization)
+    policy_id = _parse_id(policy, "POLICY", "a policy id")
+    settings = _settings(database_url)
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            found = service.get_policy(session, org_id, policy_id)
+            chosen = service.get_version(session, found, version)
+            channel_id = get_channel(session, org_id, channel).id if channel else None
+            report = backtest(
+                session,
+                org_id,
+                chosen,
+                start=start.replace(tzinfo=UTC),
+                end=end.replace(tzinfo=UTC) + timedelta(days=1),
+                channel_id=channel_id,
+            )
+    except ReturnGuardError as exc:
+        console.print(f"error: {exc.detail}", markup=False)
+        raise typer.Exit(2) from None
+    finally:
+        db.dispose()
+    typer.echo(report.to_table())
+    if csv_file is not None:
+        csv_file.write_text(report.to_csv(), encoding="utf-8")
+        typer.echo(f"wrote {len(report.differing)} differing return(s) to {csv_file}")
 
 
 @app.command()

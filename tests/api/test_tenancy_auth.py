@@ -256,6 +256,7 @@ def _body(path: str, ids: dict[str, Any]) -> Any:
         "approve": {"lines": [{"return_line_id": line, "quantity": 1}]},
         "versions": {"document": default_policy_data("EUR")},
         "publish": {"version": 1},
+        "backtest": {"from": "2026-01-01", "to": "2026-01-31"},
     }
     return bodies.get(path.rsplit("/", 1)[-1], {})
 

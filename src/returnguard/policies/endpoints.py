@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response, status
@@ -17,10 +18,12 @@ from returnguard.orders.endpoints import channel_out
 from returnguard.orders.schemas import ChannelOut
 from returnguard.orders.service import get_channel
 from returnguard.policies import service
+from returnguard.policies.backtest import backtest as run_backtest
 from returnguard.policies.models import Policy
 from returnguard.policies.page import render_policy_page
 from returnguard.policies.schemas import (
     AssignIn,
+    BacktestIn,
     DocumentIn,
     PolicyIn,
     PolicyOut,
@@ -202,3 +205,44 @@ def policy_page(
         media_type="text/html; charset=utf-8",
         headers={"Content-Language": page.language},
     )
+
+
+@router.post(
+    "/policies/{policy_id}/backtest",
+    response_model=dict[str, Any],
+    responses={
+        200: {
+            "content": {"text/csv": {}},
+            "description": "Summary (JSON) or differing returns (CSV)",
+        },
+        **problem_responses(401, 404, 422),
+    },
+)
+def backtest(
+    policy_id: uuid.UUID,
+    body: BacktestIn,
+    session: SessionDep,
+    actor: Reader,
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+) -> Any:
+    """Run a version (a draft too) over past returns and compare with what happened: how
+    decisions change, the money effect per currency, and the returns that would differ."""
+    policy = service.get_policy(session, actor.organization_id, policy_id)
+    version = service.get_version(session, policy, body.version)
+    channel_id = (
+        get_channel(session, actor.organization_id, body.channel).id if body.channel else None
+    )
+    start = datetime.combine(body.from_, time.min, UTC)
+    end = datetime.combine(body.to, time.min, UTC) + timedelta(days=1)
+    report = run_backtest(
+        session,
+        actor.organization_id,
+        version,
+        start=start,
+        end=end,
+        channel_id=channel_id,
+        keep_rows=max(body.rows, 1),
+    )
+    if format == "csv":
+        return Response(report.to_csv(), media_type="text/csv; charset=utf-8")
+    return report.summary_dict(rows=body.rows) | {"policy_version": version.version}

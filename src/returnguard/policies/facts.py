@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
@@ -49,7 +50,20 @@ def _first_time(session: Session, order: Order) -> bool | None:
     return not earlier
 
 
-def _evidence(session: Session, ret: Return) -> EvidenceFacts:
+def return_facts(session: Session, ret: Return) -> ReturnFacts:
+    order = session.get(Order, ret.order_id)
+    channel = session.get(Channel, ret.channel_id)
+    if order is None or channel is None:
+        raise LookupError(f"return {ret.id} lost its order or channel")
+    buyer = session.get(Buyer, order.buyer_id) if order.buyer_id else None
+    products = {
+        p.id: p
+        for p in session.scalars(
+            select(Product).where(
+                Product.id.in_([ln.product_id for ln in order.lines if ln.product_id])
+            )
+        )
+    }
     kinds = dict(
         session.execute(
             select(Evidence.kind, func.count())
@@ -57,22 +71,19 @@ def _evidence(session: Session, ret: Return) -> EvidenceFacts:
             .group_by(Evidence.kind)
         ).all()
     )
-    written = (
-        bool(kinds.get("text"))
-        or bool(ret.buyer_comment.strip())
-        or any(ln.comment.strip() for ln in ret.lines)
-    )
-    return EvidenceFacts(
-        photos=int(kinds.get("photo", 0)), videos=int(kinds.get("video", 0)), explanation=written
-    )
+    return assemble_facts(ret, order, channel, buyer, products, kinds, _first_time(session, order))
 
 
-def return_facts(session: Session, ret: Return) -> ReturnFacts:
-    order = session.get(Order, ret.order_id)
-    channel = session.get(Channel, ret.channel_id)
-    if order is None or channel is None:
-        raise LookupError(f"return {ret.id} lost its order or channel")
-    buyer = session.get(Buyer, order.buyer_id) if order.buyer_id else None
+def assemble_facts(
+    ret: Return,
+    order: Order,
+    channel: Channel,
+    buyer: Buyer | None,
+    products: dict[uuid.UUID, Product],
+    evidence_kinds: dict[str, int],
+    first_time_buyer: bool | None,
+) -> ReturnFacts:
+    """The engine's facts from already-loaded rows (shared by decisions and backtests)."""
     days = None
     if order.delivered_at is not None:
         days = max((ret.requested_at.date() - order.delivered_at.date()).days, 0)
@@ -85,14 +96,6 @@ def return_facts(session: Session, ret: Return) -> ReturnFacts:
             order.currency,
         ).amount
     order_lines = {ln.id: ln for ln in order.lines}
-    products = {
-        p.id: p
-        for p in session.scalars(
-            select(Product).where(
-                Product.id.in_([ln.product_id for ln in order.lines if ln.product_id])
-            )
-        )
-    }
     lines = []
     for rl in ret.lines:
         ol = order_lines[rl.order_line_id]
@@ -107,6 +110,11 @@ def return_facts(session: Session, ret: Return) -> ReturnFacts:
                 quantity=rl.requested,
             )
         )
+    written = (
+        bool(evidence_kinds.get("text"))
+        or bool(ret.buyer_comment.strip())
+        or any(ln.comment.strip() for ln in ret.lines)
+    )
     return ReturnFacts(
         channel=channel.code,
         marketplace_country=channel.country,
@@ -115,10 +123,14 @@ def return_facts(session: Session, ret: Return) -> ReturnFacts:
         days_since_delivery=days,
         buyer_risk=_risk(buyer),
         watchlisted=bool(buyer and buyer.watchlisted),
-        first_time_buyer=_first_time(session, order),
+        first_time_buyer=first_time_buyer,
         cost_to_return=cost,
         lines=lines,
-        evidence=_evidence(session, ret),
+        evidence=EvidenceFacts(
+            photos=evidence_kinds.get("photo", 0),
+            videos=evidence_kinds.get("video", 0),
+            explanation=written,
+        ),
     )
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import yaml
@@ -92,3 +92,11 @@ class DecisionOut(OutModel):
         "legal overrides, and the rule trace"
     )
     created_at: datetime
+
+
+class BacktestIn(StrictModel):
+    version: int | None = Field(default=None, ge=1, description="Default: the latest version")
+    from_: date = Field(alias="from", description="First day (UTC) of returns requested")
+    to: date = Field(description="Last day (UTC), inclusive")
+    channel: str | None = Field(default=None, max_length=64)
+    rows: int = Field(default=100, ge=0, le=10_000, description="Differing returns to list")

@@ -287,6 +287,32 @@ def _fused(checks: tuple[Check, ...]) -> tuple[Test, ...]:
     return tuple((name, fuse(getter, predicate)) for name, getter, predicate in checks)
 
 
+# A whole rule in one call: True when it matches, False when it does not, and when a fact
+# is missing either the missing condition's name or None (then it is the rule's only one).
+RuleTest = Callable[[ReturnFacts, LineFacts], bool | str | None]
+
+
+def _always(f: ReturnFacts, ln: LineFacts) -> bool:
+    return True
+
+
+def _rule_test(tests: tuple[Test, ...]) -> tuple[RuleTest, str]:
+    if not tests:
+        return _always, ""
+    if len(tests) == 1:
+        name, test = tests[0]
+        return test, name
+
+    def all_of(f: ReturnFacts, ln: LineFacts) -> bool | str:
+        for name, test in tests:
+            ok = test(f, ln)
+            if ok is not True:
+                return name if ok is None else False
+        return True
+
+    return all_of, ""
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
     id: str
@@ -303,9 +329,9 @@ class CompiledPolicy:
     rules: tuple[CompiledRule, ...]
     defaults: tuple[tuple[str, Any, str], ...]  # (setting, value, source)
     states_window: bool
-    # For the untraced path (`_decide_line`): each rule's checks with its bit in the mask
-    # of matched rules, and the settings and sources each mask leads to, merged once.
-    fast_rules: tuple[tuple[tuple[Test, ...], int, bool], ...] = field(
+    # For the untraced path (`_decide_line`): each rule as one test with its bit in the
+    # mask of matched rules, and the settings and sources each mask leads to, merged once.
+    fast_rules: tuple[tuple[RuleTest, str, int, bool], ...] = field(
         init=False, repr=False, compare=False
     )
     merged: dict[int, tuple[dict[str, Any], dict[str, str]]] = field(
@@ -314,7 +340,11 @@ class CompiledPolicy:
 
     def __post_init__(self) -> None:
         fast = tuple(
-            (_fused(rule.checks) if rule.tests is None else rule.tests, 1 << i, rule.stop)
+            (
+                *_rule_test(_fused(rule.checks) if rule.tests is None else rule.tests),
+                1 << i,
+                rule.stop,
+            )
             for i, rule in enumerate(self.rules)
         )
         object.__setattr__(self, "fast_rules", fast)
@@ -466,17 +496,14 @@ def _decide_line(policy: CompiledPolicy, facts: ReturnFacts, line: LineFacts) ->
     """
     missing: list[str] = []
     matched = 0
-    for tests, bit, stop in policy.fast_rules:
-        for name, test in tests:
-            ok = test(facts, line)
-            if not ok:
-                if ok is None:
-                    missing.append(name)
-                break
-        else:
+    for test, name, bit, stop in policy.fast_rules:
+        ok = test(facts, line)
+        if ok is True:
             matched |= bit
             if stop:
                 break
+        elif ok is not False:
+            missing.append(ok or name)
     merged = policy.merged.get(matched)
     if merged is None:
         merged = _merge(policy, matched)
@@ -494,7 +521,7 @@ def _merge(policy: CompiledPolicy, matched: int) -> tuple[dict[str, Any], dict[s
     `_evaluate_line`: the first matching rule decides a setting, defaults fill the rest."""
     settings: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for rule, (_, bit, _) in zip(policy.rules, policy.fast_rules, strict=True):
+    for rule, (_, _, bit, _) in zip(policy.rules, policy.fast_rules, strict=True):
         if matched & bit:
             for name, value in rule.sets:
                 if name not in settings:
