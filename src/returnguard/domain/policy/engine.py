@@ -167,7 +167,7 @@ def _compile_conditions(when: Conditions) -> tuple[Check, ...]:
                 return ln.unit_value
             rate = f.fx_rates.get(band.currency)
             # A value in another currency without a rate cannot be compared.
-            return _MISSING if rate is None else ln.unit_value / rate
+            return _MISSING if not rate or rate < 0 else ln.unit_value / rate
 
         checks.append(("item_value", value, lambda v: v >= low and (high is None or v < high)))
     return tuple(checks)
@@ -263,7 +263,7 @@ def _compile_tests(when: Conditions) -> tuple[Test, ...]:
                 return None
             if band_currency is not None and band_currency != f.currency:
                 rate = f.fx_rates.get(band_currency)
-                if rate is None:
+                if not rate or rate < 0:
                     return None
                 value = value / rate
             return value >= low and (high is None or value < high)
@@ -479,6 +479,9 @@ def _evaluate_line(
             settings[name] = value
             sources[name] = source
     legal = _apply_floors(policy, facts, line, settings, sources)
+    legal += _apply_safety(facts, line, settings, sources)
+    if facts.buyer_country is None:
+        missing.append("buyer_country")
     outcome, reasons = _outcome(facts, line, settings, missing)
     if facts.days_since_delivery is None and "days_since_delivery" not in missing:
         missing.append("days_since_delivery")
@@ -510,6 +513,9 @@ def _decide_line(policy: CompiledPolicy, facts: ReturnFacts, line: LineFacts) ->
     settings = merged[0].copy()
     sources = merged[1].copy()
     legal = _apply_floors(policy, facts, line, settings, sources)
+    legal += _apply_safety(facts, line, settings, sources)
+    if facts.buyer_country is None:
+        missing.append("buyer_country")
     outcome, reasons = _outcome(facts, line, settings, missing)
     if facts.days_since_delivery is None and "days_since_delivery" not in missing:
         missing.append("days_since_delivery")
@@ -628,6 +634,34 @@ def _apply_floors(
                 floor.guarantee_law,
                 f"faulty items may come back within {floor.guarantee_days} days",
             )
+    return applied
+
+
+SAFETY = "ReturnGuard money-safety rules (DESIGN.md invariants 2-3)"
+
+
+def _apply_safety(
+    facts: ReturnFacts, line: LineFacts, settings: dict[str, Any], sources: dict[str, str]
+) -> list[dict[str, str]]:
+    """Limits no policy can lift: what a rule sets here is overridden, and listed."""
+    applied: list[dict[str, str]] = []
+
+    def override(name: str, value: Any, effect: str) -> None:
+        if settings.get(name) != value:
+            settings[name] = value
+            sources[name] = "safety"
+            applied.append({"law": SAFETY, "setting": name, "effect": effect})
+
+    if settings.get("restocking_fee") is not None and (
+        REASON_CLASSES[line.reason_code] is not ReasonClass.NO_FAULT
+    ):
+        override("restocking_fee", None, "restocking fees apply only to buyer's-choice returns")
+    if facts.watchlisted:
+        override("inspection_before_refund", True, "watchlisted buyer: inspect before refund")
+    if facts.watchlisted or settings.get("inspection_before_refund"):
+        why = "watchlisted buyer" if facts.watchlisted else "inspection before refund"
+        override("refund_before_receipt", False, f"{why}: no money before the goods")
+        override("returnless_refund", False, f"{why}: the goods must come back")
     return applied
 
 
