@@ -12,6 +12,7 @@ from sqlalchemy import text
 from returnguard import __version__
 from returnguard.auth.endpoints import router as auth_router
 from returnguard.config import Settings
+from returnguard.fx.endpoints import router as fx_router
 from returnguard.kit.db import Database
 from returnguard.kit.problem import install_problem_handlers, problem_responses
 from returnguard.metrics import Metrics
@@ -54,7 +55,14 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.notify_worker = None
     install_problem_handlers(app)
     metrics.install(app)
-    for router in (auth_router, orders_router, returns_router, policies_router, webhooks_router):
+    for router in (
+        auth_router,
+        orders_router,
+        returns_router,
+        policies_router,
+        fx_router,
+        webhooks_router,
+    ):
         app.include_router(router)
 
     @app.get("/healthz", tags=["operations"], responses=problem_responses(503))

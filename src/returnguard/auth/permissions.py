@@ -19,6 +19,7 @@ class Permission(StrEnum):
     KEYS_MANAGE = "keys:manage"
     POLICIES_MANAGE = "policies:manage"
     BUYERS_FLAG = "buyers:flag"
+    FX_MANAGE = "fx:manage"
 
 
 _ALL = frozenset(Role)
@@ -34,6 +35,7 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.KEYS_MANAGE: frozenset({Role.ADMIN}),
     Permission.POLICIES_MANAGE: frozenset({Role.ADMIN}),
     Permission.BUYERS_FLAG: frozenset({Role.ADMIN, Role.AGENT}),
+    Permission.FX_MANAGE: frozenset({Role.ADMIN, Role.FINANCE}),
 }
 
 

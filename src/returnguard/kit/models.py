@@ -2,6 +2,7 @@
 
 from returnguard.audit.models import Event
 from returnguard.auth.models import ApiKey, Organization, User
+from returnguard.fx.models import FxRate
 from returnguard.kit.db import Base
 from returnguard.orders.models import Buyer, Channel, Order, OrderLine, Product
 from returnguard.outbox.models import OutboxMessage, WebhookDelivery, WebhookEndpoint
@@ -15,6 +16,7 @@ __all__ = [
     "Channel",
     "Event",
     "Evidence",
+    "FxRate",
     "Inspection",
     "Order",
     "OrderLine",

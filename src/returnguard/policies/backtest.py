@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +15,7 @@ from returnguard.domain.policy.backtest import BacktestCase, BacktestReport, run
 from returnguard.domain.policy.document import PolicyDocument
 from returnguard.domain.policy.engine import Outcome, compile_policy
 from returnguard.errors import InvalidInput
+from returnguard.fx import service as fx
 from returnguard.kit.money import Money
 from returnguard.orders.models import Buyer, Channel, Order, Product
 from returnguard.policies.facts import assemble_facts
@@ -54,7 +55,12 @@ def _chunks(
         yield batch
 
 
-def _cases(session: Session, returns: Sequence[Return]) -> list[BacktestCase]:
+def _cases(
+    session: Session,
+    returns: Sequence[Return],
+    bands: frozenset[str],
+    rates: dict[tuple[str, str, date], Decimal | None],
+) -> list[BacktestCase]:
     """Build the facts of a chunk of returns with a handful of queries, not one per return."""
     orders = {
         o.id: o
@@ -110,6 +116,10 @@ def _cases(session: Session, returns: Sequence[Return]) -> list[BacktestCase]:
         facts = assemble_facts(
             ret, order, channel, buyer, products, evidence.get(ret.id, {}), first_time
         )
+        if bands:
+            facts.fx_rates = fx.rates_into(
+                session, ret.organization_id, bands, ret.currency, ret.requested_at.date(), rates
+            )
         decision = decisions.get(ret.id)
         cases.append(_case(ret, channel, facts, decision))
     return cases
@@ -165,9 +175,11 @@ def backtest(
     if (end - start).days > MAX_SPAN_DAYS:
         raise InvalidInput.field("to", f"a backtest covers at most {MAX_SPAN_DAYS} days")
     policy = compile_policy(PolicyDocument.model_validate(version.document))
+    bands = policy.document.band_currencies()
+    rates: dict[tuple[str, str, date], Decimal | None] = {}
 
     def cases() -> Iterator[BacktestCase]:
         for chunk in _chunks(session, organization_id, start, end, channel_id):
-            yield from _cases(session, chunk)
+            yield from _cases(session, chunk, bands, rates)
 
     return run_backtest(policy, cases(), keep_rows=keep_rows)

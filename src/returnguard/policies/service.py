@@ -25,6 +25,7 @@ from returnguard.domain.policy.document import PolicyDocument
 from returnguard.domain.policy.engine import CompiledPolicy, Decision, compile_policy, evaluate
 from returnguard.domain.policy.validate import parse_policy
 from returnguard.errors import Conflict, InvalidInput, NotFound
+from returnguard.fx import service as fx
 from returnguard.kit.db import utcnow
 from returnguard.orders.models import Channel
 from returnguard.policies.facts import facts_json, return_facts
@@ -232,8 +233,16 @@ def decide(session: Session, actor: Actor, ret: Return) -> Decided:
     if channel is None:
         raise LookupError(f"return {ret.id} lost its channel")
     version = policy_for_channel(session, channel)
+    policy = compiled(version)
     facts = return_facts(session, ret)
-    decision = evaluate(compiled(version), facts, explain=True)
+    facts.fx_rates = fx.rates_into(
+        session,
+        ret.organization_id,
+        policy.document.band_currencies(),
+        facts.currency,
+        ret.requested_at.date(),
+    )
+    decision = evaluate(policy, facts, explain=True)
     record = ReturnDecision(
         organization_id=ret.organization_id,
         return_id=ret.id,

@@ -168,6 +168,14 @@ class PolicyDocument(_Strict):
     defaults: Settings
     rules: list[Rule] = Field(default_factory=list, max_length=500)
 
+    def band_currencies(self) -> frozenset[str]:
+        """Currencies the value bands are written in (need exchange rates for others)."""
+        return frozenset(
+            r.when.item_value.currency
+            for r in self.rules
+            if r.when.item_value is not None and r.when.item_value.currency is not None
+        )
+
 
 BUILTIN_DEFAULTS = Settings(
     eligible=True,
