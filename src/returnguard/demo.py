@@ -48,6 +48,7 @@ from returnguard.orders.schemas import (
     ProductIn,
 )
 from returnguard.outbox import service as outbox
+from returnguard.policies import service as policies
 from returnguard.returns import service as returns
 from returnguard.returns.models import Return
 from returnguard.returns.schemas import (
@@ -1120,6 +1121,9 @@ def _create_returns(
                 ret = returns.create_return(
                     session, staff.system, _return_in(rng, order, status, now)
                 )
+                # What the default policy said is recorded with its trace; the scenario
+                # then plays what the team did (often the same, sometimes overruled).
+                policies.decide(session, staff.system, ret)
                 scenario = Scenario(session, staff, rng, order, ret)
                 _to_state(scenario, status)
                 if scenario.ret.status != status.value:

@@ -130,6 +130,10 @@ def test_demo_loads_returns_in_every_state_on_both_channels(db: Database, http: 
     inspected = get(http, demo.api_key, f"/api/v1/returns/{listed['id']}")
     assert inspected["shipments"][0]["tracking_number"]
     assert inspected["inspections"][0]["outcome"] in {"pass", "partial", "fail"}
+    # Every demo return carries the default policy's explained decision.
+    decision = get(http, demo.api_key, f"/api/v1/returns/{inspected['id']}/decision")
+    assert decision["policy_name"] == f"Default policy ({inspected['currency']})"
+    assert decision["lines"][0]["trace"]
     events = get(http, demo.api_key, f"/api/v1/returns/{inspected['id']}/events")
     actions = [e["action"] for e in events]
     assert actions[0] == "return.created"
@@ -215,7 +219,9 @@ def _org_with_events(db: Database, http: TestClient) -> tuple[uuid.UUID, int]:
         count = session.scalar(
             select(func.count()).select_from(Event).where(Event.organization_id == org_id)
         )
-    assert count == 3  # organization.created, api_key.created, channel.created
+    # organization.created, api_key.created, channel.created and the channel's default
+    # policy: policy.created, policy.version_added, policy.published
+    assert count == 6
     return org_id, count
 
 

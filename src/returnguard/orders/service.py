@@ -16,6 +16,7 @@ from returnguard.kit.schemas import MoneyIn
 from returnguard.orders import repository as repo
 from returnguard.orders.models import Buyer, Channel, Order, OrderLine, Product
 from returnguard.orders.schemas import BuyerIn, ChannelIn, OrderIn, OrderLineIn, ProductIn
+from returnguard.policies import service as policies
 from returnguard.returns import repository as returns_repo
 
 
@@ -61,6 +62,8 @@ def create_channel(session: Session, actor: Actor, data: ChannelIn) -> Channel:
         action="channel.created",
         after=data.model_dump(mode="json"),
     )
+    # Every channel decides with a published policy from its first return on.
+    policies.policy_for_channel(session, channel)
     return channel
 
 
