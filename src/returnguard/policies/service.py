@@ -225,6 +225,7 @@ class Decided:
     record: ReturnDecision
     decision: Decision
     version: PolicyVersion
+    policy_name: str
 
 
 def decide(session: Session, actor: Actor, ret: Return) -> Decided:
@@ -270,7 +271,8 @@ def decide(session: Session, actor: Actor, ret: Return) -> Decided:
             "decision_id": record.id,
         },
     )
-    return Decided(record, decision, version)
+    owner = session.get(Policy, version.policy_id)
+    return Decided(record, decision, version, owner.name if owner else "")
 
 
 def _line_json(line: Any) -> dict[str, Any]:

@@ -520,7 +520,7 @@ def decide(session: Session, actor: Actor, return_id: uuid.UUID) -> tuple[Return
     if action is None:
         return ret, decided
     policy_actor = Actor.system(
-        actor.organization_id, f"policy {decided.version.policy_id} v{decided.version.version}"
+        actor.organization_id, f"policy {decided.policy_name!r} v{decided.version.version}"
     )
     rejected = {
         uuid.UUID(line.line_id) for line in decided.decision.lines if line.outcome is Outcome.REJECT
