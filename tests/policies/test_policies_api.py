@@ -288,3 +288,10 @@ def test_evidence_is_checked_before_anything_is_kept(api: Api) -> None:
         headers=api.tenant.headers,
     )
     assert r.status_code == 409 and r.json()["code"] == "evidence_closed"
+
+
+def test_the_built_in_default_names_are_reserved(api: Api) -> None:
+    r = api.post(
+        "/api/v1/policies", {"name": "Default policy (EUR)", "document": default_policy_data("EUR")}
+    )
+    assert r.status_code == 409 and "built-in" in r.json()["detail"]

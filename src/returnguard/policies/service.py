@@ -9,6 +9,7 @@ stored and published on first use so that its decisions can name a version too.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,6 +32,9 @@ from returnguard.orders.models import Channel
 from returnguard.policies.facts import facts_json, return_facts
 from returnguard.policies.models import Policy, PolicyVersion, ReturnDecision
 from returnguard.returns.models import Return
+
+# Names the built-in default policies take; reserved so no user policy is mistaken for one.
+_BUILTIN_NAME = re.compile(r"Default policy \([A-Z]{3}\)")
 
 
 class InvalidPolicy(InvalidInput):
@@ -97,6 +101,8 @@ def get_version(session: Session, policy: Policy, version: int | None = None) ->
 
 def create_policy(session: Session, actor: Actor, name: str, data: Any) -> PolicyVersion:
     """A new policy with its first (draft) version."""
+    if actor.actor_type != "system" and _BUILTIN_NAME.fullmatch(name):
+        raise PolicyExists(f"{name!r} is the name of the built-in default; choose another")
     document = validate_document(data)
     taken = select(Policy.id).where(
         Policy.organization_id == actor.organization_id, Policy.name == name
