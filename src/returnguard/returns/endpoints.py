@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from returnguard.audit import service as audit
@@ -258,6 +259,10 @@ def list_returns(
         limit=limit + 1,
     )
     page = rows[:limit]
+    # One query for every order line on the page, instead of one per return line.
+    line_ids = {ln.order_line_id for r in page for ln in r.lines}
+    if line_ids:
+        session.scalars(select(OrderLine).where(OrderLine.id.in_(line_ids))).all()
     return ReturnPage(
         items=[return_out(session, r, detail=False) for r in page],
         next_cursor=_encode_cursor(page[-1]) if len(rows) > limit else None,
