@@ -20,6 +20,7 @@ from returnguard.orders.endpoints import router as orders_router
 from returnguard.outbox.endpoints import router as webhooks_router
 from returnguard.outbox.worker import InProcessWorker
 from returnguard.policies.endpoints import router as policies_router
+from returnguard.refunds.endpoints import router as refunds_router
 from returnguard.returns.endpoints import router as returns_router
 
 
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         auth_router,
         orders_router,
         returns_router,
+        refunds_router,
         policies_router,
         fx_router,
         webhooks_router,

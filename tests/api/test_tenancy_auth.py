@@ -231,7 +231,20 @@ def foreign(other: Api) -> dict[str, Any]:
         "/api/v1/policies", {"name": "Other's policy", "document": default_policy_data("EUR")}
     )
     assert policy.status_code == 201, policy.text
+    other_line = ret["lines"][0]["id"]
+    other.post(f"{RETURNS}/{ret['id']}/approve", {})
+    other.post(
+        f"{RETURNS}/{ret['id']}/receive",
+        {"lines": [{"return_line_id": other_line, "quantity": 1}]},
+    )
+    refund = other.client.post(
+        f"{RETURNS}/{ret['id']}/refunds",
+        json={"lines": [{"return_line_id": other_line, "quantity": 1}]},
+        headers=other.tenant.headers | {"Idempotency-Key": "other-refund"},
+    )
+    assert refund.status_code == 201, refund.text
     return {
+        "refund_id": refund.json()["id"],
         "policy_id": policy.json()["id"],
         "version": 1,
         "order_id": order["id"],
@@ -257,6 +270,8 @@ def _body(path: str, ids: dict[str, Any]) -> Any:
         "versions": {"document": default_policy_data("EUR")},
         "publish": {"version": 1},
         "backtest": {"from": "2026-01-01", "to": "2026-01-31"},
+        "refunds": {"lines": [{"return_line_id": line, "quantity": 1}]},
+        "settle": {"reference": "X-1"},
     }
     return bodies.get(path.rsplit("/", 1)[-1], {})
 
@@ -284,7 +299,7 @@ def test_another_tenants_objects_are_404_on_every_route(
         url = path.format(**foreign)
         missing = {
             k: str(uuid.uuid4())
-            for k in ("order_id", "return_id", "endpoint_id", "key_id", "policy_id")
+            for k in ("order_id", "return_id", "endpoint_id", "key_id", "policy_id", "refund_id")
         }
         missing_url = path.format(**(foreign | missing))
         body = _body(path, foreign)

@@ -20,6 +20,8 @@ class Permission(StrEnum):
     POLICIES_MANAGE = "policies:manage"
     BUYERS_FLAG = "buyers:flag"
     FX_MANAGE = "fx:manage"
+    REFUNDS_CREATE = "refunds:create"
+    REFUNDS_SETTLE = "refunds:settle"
 
 
 _ALL = frozenset(Role)
@@ -36,6 +38,8 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.POLICIES_MANAGE: frozenset({Role.ADMIN}),
     Permission.BUYERS_FLAG: frozenset({Role.ADMIN, Role.AGENT}),
     Permission.FX_MANAGE: frozenset({Role.ADMIN, Role.FINANCE}),
+    Permission.REFUNDS_CREATE: frozenset({Role.ADMIN, Role.AGENT, Role.FINANCE}),
+    Permission.REFUNDS_SETTLE: frozenset({Role.ADMIN, Role.FINANCE}),
 }
 
 

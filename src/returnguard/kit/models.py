@@ -7,6 +7,7 @@ from returnguard.kit.db import Base
 from returnguard.orders.models import Buyer, Channel, Order, OrderLine, Product
 from returnguard.outbox.models import OutboxMessage, WebhookDelivery, WebhookEndpoint
 from returnguard.policies.models import Evidence, Policy, PolicyVersion, ReturnDecision
+from returnguard.refunds.models import Refund
 from returnguard.returns.models import Inspection, Receipt, Return, ReturnLine, Shipment
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "PolicyVersion",
     "Product",
     "Receipt",
+    "Refund",
     "Return",
     "ReturnDecision",
     "ReturnLine",
