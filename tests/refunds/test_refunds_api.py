@@ -131,3 +131,39 @@ def test_finance_settles_and_a_failed_refund_frees_its_units(
     assert r.status_code == 409
     listed = api.get(f"/api/v1/returns/{ret['id']}/refunds").json()
     assert [x["status"] for x in listed] == ["failed", "succeeded"]
+
+
+def test_the_policy_decides_what_must_happen_before_money_moves(api: Api) -> None:
+    from tests.policies.test_policies_api import _order, _return, _setup
+
+    _setup(api)
+    order = _order(api, "pol-1")
+    # 300 EUR is above the default policy's high-value threshold: inspect before refund.
+    ret = _return(api, order, "TENT", "size_fit")
+    assert ret["status"] == "approved"
+    line = ret["lines"][0]["id"]
+    api.post(
+        f"/api/v1/returns/{ret['id']}/receive", {"lines": [{"return_line_id": line, "quantity": 1}]}
+    )
+    r = _refund(api, ret, "pol-early")
+    assert r.status_code == 409 and r.json()["code"] == "exceeds_refundable_quantity"
+    api.post(
+        f"/api/v1/returns/{ret['id']}/inspections",
+        {"lines": [{"return_line_id": line, "passed": 1, "failed": 0}]},
+    )
+    # A buyer's-choice return: the policy's 10 % fee (capped at 25.00) if it came back opened.
+    r = api.client.post(
+        f"/api/v1/returns/{ret['id']}/refunds",
+        json={"lines": [{"return_line_id": line, "quantity": 1, "charge_restocking_fee": True}]},
+        headers=api.tenant.headers | {"Idempotency-Key": "pol-ok"},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["amount"] == {"amount": "275.00", "currency": "EUR"}
+    assert r.json()["lines"][0]["restocking_fee"] == 2500
+
+    # The returnless refund of a cheap item needs no goods back.
+    cheap = _return(api, order, "CHEAP", "changed_mind")
+    assert cheap["status"] == "resolved"
+    r = _refund(api, cheap, "pol-cheap")
+    assert r.status_code == 201, r.text
+    assert r.json()["amount"] == {"amount": "5.00", "currency": "EUR"}

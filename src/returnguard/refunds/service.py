@@ -221,13 +221,17 @@ def create_refund(
         refund_before_receipt_allowed=status is ReturnStatus.RESOLVED
         or any(s.get("refund_before_receipt") for s in settings.values()),
         watchlisted=bool(buyer and buyer.watchlisted),
-        above_high_value=any(s.get("inspection_before_refund") for s in settings.values()),
+        # A policy states its high-value threshold as "inspection before refund" for the
+        # items above it (see the default policy), which inspection_required enforces.
+        above_high_value=False,
         override=override,
     )
     # Units first: asking for more than may go out is refused before any amount is computed.
     violations = money.check_refund(state, money.RequestedRefund(quantities, total=0))
     if violations:
         raise RefundRefused(violations)
+    # Return-level settings (outbound shipping, who pays the label) are the same on every
+    # line of the default policy; the first line's stand for the return.
     first = settings[next(iter(settings))] if settings else {}
     paid = money.PaidOrder(
         currency=order.currency,
