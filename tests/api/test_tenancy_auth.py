@@ -74,8 +74,10 @@ def test_bad_key_is_401(client: TestClient, tenant: Tenant, authorization: str) 
 
 
 def test_real_prefix_with_wrong_secret_is_401(client: TestClient, tenant: Tenant) -> None:
-    prefix, _, secret = tenant.api_key.rpartition("_")
-    forged = f"{prefix}_{secret[::-1]}"
+    # The secret itself may contain "_": split off only "rg" and the lookup prefix.
+    scheme, prefix, secret = tenant.api_key.split("_", 2)
+    changed = ("B" if secret[0] == "A" else "A") + secret[1:]
+    forged = f"{scheme}_{prefix}_{changed}"
     assert forged != tenant.api_key
     r = client.get("/api/v1/me", headers={"Authorization": f"Bearer {forged}"})
     assert check_unauthorized(r)["detail"] == "invalid API key"
