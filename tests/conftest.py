@@ -133,8 +133,11 @@ def tenant(db: Database) -> Tenant:
 
 
 @pytest.fixture
-def client(db: Database) -> Iterator[TestClient]:
-    settings = Settings(database_url=db.url, in_process_worker=False)
+def client(db: Database, tmp_path: Path) -> Iterator[TestClient]:
+    # Uploaded evidence goes to the test's own folder, never into the working tree.
+    settings = Settings(
+        database_url=db.url, in_process_worker=False, storage_dir=str(tmp_path / "files")
+    )
     with TestClient(create_app(settings, db=db)) as test_client:
         yield test_client
 
