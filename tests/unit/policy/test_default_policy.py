@@ -13,7 +13,6 @@ from returnguard.domain.policy.document import (
     FeeApplies,
     Payer,
     RestockingFee,
-    RiskLevel,
     Shipping,
 )
 from returnguard.domain.policy.engine import (
@@ -29,6 +28,7 @@ from returnguard.domain.policy.engine import (
 )
 from returnguard.domain.policy.validate import check_policy, parse_policy
 from returnguard.domain.reasons import ReasonCode
+from tests.unit.policy import builders
 
 NO_FAULT = [ReasonCode.CHANGED_MIND, ReasonCode.SIZE_FIT, ReasonCode.ORDERED_BY_MISTAKE]
 PHOTO_FIRST = [ReasonCode.DEFECTIVE, ReasonCode.NOT_AS_DESCRIBED, ReasonCode.DAMAGED_IN_TRANSIT]
@@ -37,31 +37,11 @@ PHOTO_FIRST = [ReasonCode.DEFECTIVE, ReasonCode.NOT_AS_DESCRIBED, ReasonCode.DAM
 def line(
     line_id: str = "l1", *, reason: ReasonCode = ReasonCode.CHANGED_MIND, value: str | None = "40"
 ) -> LineFacts:
-    return LineFacts(
-        line_id=line_id,
-        sku="SKU-1",
-        category="shoes",
-        reason_code=reason,
-        unit_value=None if value is None else Decimal(value),
-        quantity=1,
-    )
+    return builders.line(line_id, reason=reason, value=value)
 
 
 def facts(*lines: LineFacts, **overrides: Any) -> ReturnFacts:
-    values: dict[str, Any] = {
-        "channel": "shop-us",
-        "marketplace_country": "US",
-        "buyer_country": "US",
-        "currency": "EUR",
-        "days_since_delivery": 5,
-        "buyer_risk": RiskLevel.LOW,
-        "watchlisted": False,
-        "first_time_buyer": False,
-        "cost_to_return": Decimal("8.00"),
-        "lines": list(lines) or [line()],
-    }
-    values.update(overrides)
-    return ReturnFacts(**values)
+    return builders.facts(*lines or (line(),), **({"cost_to_return": Decimal("8.00")} | overrides))
 
 
 _COMPILED: dict[str, CompiledPolicy] = {}

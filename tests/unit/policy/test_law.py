@@ -7,12 +7,11 @@ goes below a floor anyway.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from returnguard.domain.policy.document import FeeApplies, Payer, PolicyDocument, RiskLevel
+from returnguard.domain.policy.document import FeeApplies, Payer, PolicyDocument
 from returnguard.domain.policy.engine import (
     CompiledPolicy,
     LineDecision,
@@ -24,6 +23,7 @@ from returnguard.domain.policy.engine import (
 )
 from returnguard.domain.policy.law import EU_COUNTRIES, FLOORS, floor_for
 from returnguard.domain.reasons import ReasonCode
+from tests.unit.policy import builders
 
 EU_LAW = "Directive 2011/83/EU"
 EU_GUARANTEE = "Directive (EU) 2019/771"
@@ -40,14 +40,7 @@ WITHDRAWAL = [
 
 
 def line(reason: ReasonCode = ReasonCode.CHANGED_MIND, value: str = "40.00") -> LineFacts:
-    return LineFacts(
-        line_id="l1",
-        sku="SKU-1",
-        category="shoes",
-        reason_code=reason,
-        unit_value=Decimal(value),
-        quantity=1,
-    )
+    return builders.line(reason=reason, value=value)
 
 
 def facts(
@@ -55,17 +48,12 @@ def facts(
     days: int | None,
     reason: ReasonCode = ReasonCode.CHANGED_MIND,
 ) -> ReturnFacts:
-    return ReturnFacts(
+    return builders.facts(
+        line(reason),
         channel="shop",
         marketplace_country="DE",
         buyer_country=buyer_country,
-        currency="EUR",
         days_since_delivery=days,
-        buyer_risk=RiskLevel.LOW,
-        watchlisted=False,
-        first_time_buyer=False,
-        cost_to_return=Decimal("6.00"),
-        lines=[line(reason)],
     )
 
 

@@ -34,41 +34,12 @@ from returnguard.domain.policy.engine import (
     evaluate,
 )
 from returnguard.domain.reasons import ReasonCode
-
-
-def line(
-    line_id: str = "l1",
-    *,
-    sku: str = "SKU-1",
-    category: str | None = "shoes",
-    reason: ReasonCode = ReasonCode.CHANGED_MIND,
-    value: str | None = "40.00",
-) -> LineFacts:
-    return LineFacts(
-        line_id=line_id,
-        sku=sku,
-        category=category,
-        reason_code=reason,
-        unit_value=None if value is None else Decimal(value),
-        quantity=1,
-    )
+from tests.unit.policy import builders
+from tests.unit.policy.builders import line
 
 
 def facts(*lines: LineFacts, **overrides: Any) -> ReturnFacts:
-    values: dict[str, Any] = {
-        "channel": "shop-us",
-        "marketplace_country": "US",
-        "buyer_country": "US",
-        "currency": "USD",
-        "days_since_delivery": 5,
-        "buyer_risk": RiskLevel.LOW,
-        "watchlisted": False,
-        "first_time_buyer": False,
-        "cost_to_return": Decimal("6.00"),
-        "lines": list(lines) or [line()],
-    }
-    values.update(overrides)
-    return ReturnFacts(**values)
+    return builders.facts(*lines, **({"currency": "USD"} | overrides))
 
 
 def rule(
