@@ -108,7 +108,8 @@ def test_api_keys_are_stored_hashed(api: Api, db: Database) -> None:
     r = api.post("/api/v1/api-keys", {"name": "integration", "role": "agent"})
     assert r.status_code == 201, r.text
     plain = r.json()["api_key"]
-    secret = plain.rsplit("_", 1)[1]
+    # rg_<hex prefix>_<secret>: the secret itself may contain "_".
+    secret = plain.split("_", 2)[2]
     with db.engine.connect() as conn:
         for table in ("api_keys", "events"):
             rows = conn.execute(select(Base.metadata.tables[table])).all()
@@ -245,14 +246,31 @@ def foreign(other: Api) -> dict[str, Any]:
         headers=other.tenant.headers | {"Idempotency-Key": "other-refund"},
     )
     assert refund.status_code == 201, refund.text
+    provider = other.post(
+        "/api/v1/refund-providers",
+        {"name": "stripe-main", "kind": "stripe", "credentials": {"api_key": "sk_test_other"}},
+    )
+    assert provider.status_code == 201, provider.text
+    entry = other.post(
+        "/api/v1/ledger",
+        {
+            "kind": "handling_fee",
+            "amount": {"amount": "2.00", "currency": "EUR"},
+            "return_id": ret["id"],
+        },
+    )
+    assert entry.status_code == 201, entry.text
     return {
         "refund_id": refund.json()["id"],
+        "entry_id": entry.json()["id"],
+        "provider_id": provider.json()["id"],
         "policy_id": policy.json()["id"],
         "version": 1,
         "order_id": order["id"],
         "return_id": ret["id"],
         "line_id": ret["lines"][0]["id"],
         "order_line_id": order["lines"][0]["id"],
+        "buyer_id": order["buyer"]["id"],
         "endpoint_id": hook.json()["id"],
         "key_id": key.json()["id"],
         "key": key.json()["api_key"],
@@ -274,6 +292,10 @@ def _body(path: str, ids: dict[str, Any]) -> Any:
         "backtest": {"from": "2026-01-01", "to": "2026-01-31"},
         "refunds": {"lines": [{"return_line_id": line, "quantity": 1}]},
         "settle": {"reference": "X-1"},
+        "reverse": {"reason": "booked twice"},
+        "cancel": {"reason": "granted by mistake"},
+        "watchlist": {"reason": "chargebacks"},
+        "remove": {"reason": "cleared"},
     }
     return bodies.get(path.rsplit("/", 1)[-1], {})
 
@@ -301,7 +323,17 @@ def test_another_tenants_objects_are_404_on_every_route(
         url = path.format(**foreign)
         missing = {
             k: str(uuid.uuid4())
-            for k in ("order_id", "return_id", "endpoint_id", "key_id", "policy_id", "refund_id")
+            for k in (
+                "order_id",
+                "return_id",
+                "endpoint_id",
+                "key_id",
+                "policy_id",
+                "refund_id",
+                "entry_id",
+                "buyer_id",
+                "provider_id",
+            )
         }
         missing_url = path.format(**(foreign | missing))
         body = _body(path, foreign)
