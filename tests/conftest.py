@@ -127,6 +127,16 @@ def add_key(db: Database, tenant: Tenant, role: str) -> Tenant:
     return Tenant(tenant.organization_id, plain)
 
 
+def add_user(db: Database, tenant: Tenant, role: str, email: str) -> Tenant:
+    """A person of the tenant with a personal key (four-eyes tells people apart)."""
+    with db.session() as session:
+        user = auth.create_user(session, tenant.organization_id, email=email, role=role)
+        _, plain = auth.create_api_key(
+            session, tenant.organization_id, name=email, role=role, user_id=user.id
+        )
+    return Tenant(tenant.organization_id, plain)
+
+
 @pytest.fixture
 def tenant(db: Database) -> Tenant:
     return make_tenant(db)

@@ -448,7 +448,7 @@ def test_row_with_wrong_number_of_cells_rejects_its_order(
     report = import_orders_csv(db, org, path)
 
     assert located(report) == {(2, "order_id"), (4, "row")}
-    assert report.problems[-1].message == "has 6 cells but the header has 21"
+    assert report.problems[-1].message == "has 6 cells but the header has 22"
     assert report.rows_imported == 1
     assert_reconciles(report)
 

@@ -4,8 +4,9 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 from returnguard.kit.db import Base, UTCDateTime, new_id, utcnow
 
@@ -28,6 +29,12 @@ class Organization(Base):
     # Head of this organization's hash-chained event log (see audit/service.py).
     event_seq: Mapped[int] = mapped_column(Integer, default=0)
     event_head: Mapped[str] = mapped_column(String(64), default="0" * 64)
+    # Four-eyes for refunds: a grant above this amount (base currency, minor units) or,
+    # when set, any override must be sent by a different person with the finance role.
+    four_eyes_above_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    four_eyes_on_override: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
 
 class User(Base):

@@ -22,6 +22,8 @@ class Permission(StrEnum):
     FX_MANAGE = "fx:manage"
     REFUNDS_CREATE = "refunds:create"
     REFUNDS_SETTLE = "refunds:settle"
+    LEDGER_WRITE = "ledger:write"
+    REFUNDS_CONFIGURE = "refunds:configure"
 
 
 _ALL = frozenset(Role)
@@ -40,6 +42,8 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.FX_MANAGE: frozenset({Role.ADMIN, Role.FINANCE}),
     Permission.REFUNDS_CREATE: frozenset({Role.ADMIN, Role.AGENT, Role.FINANCE}),
     Permission.REFUNDS_SETTLE: frozenset({Role.ADMIN, Role.FINANCE}),
+    Permission.LEDGER_WRITE: frozenset({Role.ADMIN, Role.FINANCE}),
+    Permission.REFUNDS_CONFIGURE: frozenset({Role.ADMIN}),
 }
 
 

@@ -48,6 +48,7 @@ def order_out(session: Session, order: Order) -> OrderOut:
         shipping=MoneyOut.from_minor(order.shipping_minor, cur),
         shipping_tax=MoneyOut.from_minor(order.shipping_tax_minor, cur),
         captured=MoneyOut.from_minor(order.captured_minor, cur),
+        payment_reference=order.payment_reference,
         lines=[
             OrderLineOut(
                 id=ln.id,

@@ -44,6 +44,7 @@ COLUMNS = (
     "buyer_name",
     "buyer_country",
     "ship_to_country",
+    "payment_reference",
     "line_id",
     "sku",
     "title",
@@ -77,6 +78,7 @@ ORDER_COLUMNS = (
     "buyer_name",
     "buyer_country",
     "ship_to_country",
+    "payment_reference",
 )
 AMOUNT_COLUMNS = frozenset({"captured", "shipping", "unit_price", "tax", "discount"})
 # The two columns write_errors_csv adds; accepted and ignored so that a corrected
@@ -94,6 +96,7 @@ _ORDER_FIELD_COLUMNS = {
     "ordered_at": "ordered_at",
     "delivered_at": "delivered_at",
     "ship_to_country": "ship_to_country",
+    "payment_reference": "payment_reference",
     "shipping": "shipping",
     "shipping_tax": "shipping",
     "captured": "captured",
@@ -403,6 +406,7 @@ def _build_order(rows: list[_Row], channels: set[str], problems: _Problems) -> O
             line_numbers, "delivered_at", values.get("delivered_at", ""), _timestamp
         ),
         ship_to_country=values.get("ship_to_country"),
+        payment_reference=values.get("payment_reference"),
         buyer=buyer or None,
         shipping=_money(values.get("shipping", ""), currency),
         captured=_money(values.get("captured", ""), currency),

@@ -40,6 +40,10 @@ class Channel(Base):
     return_label_cost_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     handling_cost_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     policy_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("policies.id"), nullable=True)
+    # Who pays refunds out for this channel; none means the manual provider.
+    refund_provider_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("refund_providers.id"), nullable=True
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -108,6 +112,9 @@ class Order(Base):
     shipping_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     shipping_tax_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     captured_minor: Mapped[int] = mapped_column(BigInteger)
+    # The payment at the provider: a Shopify order id, a Stripe PaymentIntent, a PayPal
+    # capture id. Provider refunds are sent against it.
+    payment_reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -103,7 +103,11 @@ class OrderLineIn(StrictModel):
     title: str = Field(default="", max_length=1000)
     quantity: StrictInt = Field(gt=0, le=100_000)
     unit_price: MoneyIn
-    tax: MoneyIn | None = Field(default=None, description="Tax for the whole line")
+    tax: MoneyIn | None = Field(
+        default=None,
+        description="Tax charged on top of the price for the whole line (e.g. US sales tax); "
+        "empty when the price already includes VAT",
+    )
     discount: MoneyIn | None = Field(default=None, description="Discount for the whole line")
     asin: str | None = Field(default=None, pattern=r"^[A-Z0-9]{10}$")
     category: str | None = Field(default=None, max_length=128)
@@ -120,6 +124,11 @@ class OrderIn(StrictModel):
     shipping: MoneyIn | None = None
     shipping_tax: MoneyIn | None = None
     captured: MoneyIn = Field(description="What the buyer actually paid")
+    payment_reference: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="The payment at the refund provider: a Shopify order id, a Stripe "
+        "PaymentIntent (pi_…) or Charge (ch_…), a PayPal capture id",
+    )
     lines: list[OrderLineIn] = Field(min_length=1, max_length=1000)
 
     def problems(self) -> list[dict[str, str]]:
@@ -191,6 +200,7 @@ class OrderOut(OutModel):
     shipping: MoneyOut
     shipping_tax: MoneyOut
     captured: MoneyOut
+    payment_reference: str | None
     lines: list[OrderLineOut]
     created_at: datetime
     updated_at: datetime

@@ -199,6 +199,7 @@ def _order_state(order: Order) -> dict[str, Any]:
         "shipping_minor": order.shipping_minor,
         "shipping_tax_minor": order.shipping_tax_minor,
         "captured_minor": order.captured_minor,
+        "payment_reference": order.payment_reference,
         "lines": [
             {
                 "external_id": ln.external_id,
@@ -222,6 +223,7 @@ def _apply_header(order: Order, data: OrderIn, buyer: Buyer | None) -> None:
     order.shipping_minor = _minor(data.shipping)
     order.shipping_tax_minor = _minor(data.shipping_tax)
     order.captured_minor = data.captured.minor
+    order.payment_reference = data.payment_reference or order.payment_reference
 
 
 def _apply_line(line: OrderLine, data: OrderLineIn, position: int, product: Product) -> None:

@@ -60,8 +60,13 @@ def publish_webhook_event(
                 next_attempt_at=created,
             )
         )
-        session.info[_NOTIFY_KEY] = True
+        mark_outbox_written(session)
     return event_id
+
+
+def mark_outbox_written(session: Session) -> None:
+    """Wake the in-process worker after this transaction commits."""
+    session.info[_NOTIFY_KEY] = True
 
 
 def wrote_outbox(session: Session) -> bool:

@@ -73,7 +73,14 @@ class Worker:
         self.http = http or httpx.Client(timeout=settings.webhook_timeout_seconds)
         self.batch_size = batch_size
         self.worker_id = uuid.uuid4().hex[:8]
-        self.handlers: dict[str, Handler] = {WEBHOOK_TOPIC: self.deliver_webhook}
+        # Imported here: the refund sender builds on this module's Outcome.
+        from returnguard.refunds.sender import RefundSender
+        from returnguard.refunds.service import REFUND_TOPIC
+
+        self.handlers: dict[str, Handler] = {
+            WEBHOOK_TOPIC: self.deliver_webhook,
+            REFUND_TOPIC: RefundSender(db, self.http).handle,
+        }
 
     def close(self) -> None:
         """Release the HTTP connection pool (if the worker created it)."""

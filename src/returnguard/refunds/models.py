@@ -4,17 +4,50 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import false, true
 
 from returnguard.kit.db import Base, UTCDateTime, new_id, utcnow
 
 
-class Refund(Base):
-    """Money sent back to a buyer for a return: pending → succeeded | failed.
+class RefundProvider(Base):
+    """A payment account refunds are paid out through: manual, Shopify, Stripe or PayPal.
 
-    A pending or succeeded refund counts against what the order may still refund; a
-    failed one frees its amount and units again.
+    ``settings`` holds what is not secret (shop domain, API base URL and version);
+    ``credentials`` the token or keys, never shown again after they are saved.
+    """
+
+    __tablename__ = "refund_providers"
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
+    settings: Mapped[dict[str, Any]] = mapped_column()
+    credentials: Mapped[dict[str, Any]] = mapped_column()
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Refund(Base):
+    """Money given back to a buyer for a return.
+
+    granted → pending (sent to the provider) → succeeded | failed; a granted refund
+    that is not sent can be cancelled. Granted, pending and succeeded refunds count
+    against what the order may still refund; failed and cancelled ones free their
+    amount and units again.
     """
 
     __tablename__ = "refunds"
@@ -40,6 +73,20 @@ class Refund(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     override_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     provider: Mapped[str] = mapped_column(String(32))
+    provider_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("refund_providers.id"), nullable=True
+    )
+    provider_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    failure_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Deciding is not paying: who granted it, whether a second person must send it.
+    granted_by_id: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    four_eyes: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    four_eyes_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sent_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    sent_by_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     provider_reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
     failure: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_by: Mapped[str] = mapped_column(String(200))

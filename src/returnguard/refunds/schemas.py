@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt
 
-from returnguard.kit.schemas import DecimalString, MoneyOut, OutModel, StrictModel
+from returnguard.kit.schemas import DecimalString, MoneyIn, MoneyOut, OutModel, StrictModel
 
 
 class RefundLineIn(StrictModel):
@@ -28,6 +28,16 @@ class RefundIn(StrictModel):
         default=None,
         description="finance/admin only: refund before the goods are back, with this reason",
     )
+    provider: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
+        default=None,
+        description="Name of a configured refund provider, or `manual`; default: the "
+        "channel's provider, else manual",
+    )
+    send: StrictBool = Field(
+        default=True,
+        description="Send at once unless four-eyes applies; false only grants it, for "
+        "finance to send with POST /refunds/{id}/send",
+    )
 
 
 class SettleIn(StrictModel):
@@ -45,8 +55,71 @@ class RefundOut(OutModel):
     reason: str
     override_reason: str | None
     provider: str
+    provider_name: str | None = None
     provider_reference: str | None
+    provider_status: str | None
     failure: str | None
+    failure_code: str | None
+    last_error: str | None
+    granted_by: str
+    four_eyes: bool
+    four_eyes_reason: str | None
+    sent_by: str | None
+    sent_at: datetime | None
+    settled_at: datetime | None
     created_by: str
     created_at: datetime
     updated_at: datetime
+
+
+class CancelIn(StrictModel):
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class RefundSettingsIn(StrictModel):
+    four_eyes_above: MoneyIn | None = Field(
+        default=None,
+        description="Grants above this amount (in the organization's base currency) must "
+        "be sent by a different person with the finance role; null turns it off",
+    )
+    four_eyes_on_override: StrictBool = Field(
+        default=False, description="Every override of the policy needs a second person"
+    )
+
+
+class RefundSettingsOut(OutModel):
+    base_currency: str
+    four_eyes_above: MoneyOut | None
+    four_eyes_on_override: bool
+
+
+class ProviderIn(StrictModel):
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][\w.-]*$")]
+    kind: Literal["manual", "shopify", "stripe", "paypal"]
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="shopify: shop_domain, api_version; stripe/paypal: base_url",
+    )
+    credentials: dict[str, Any] = Field(
+        default_factory=dict,
+        description="shopify: access_token; stripe: api_key; paypal: client_id, "
+        "client_secret. Stored, never shown again",
+    )
+
+
+class ProviderOut(OutModel):
+    id: uuid.UUID
+    name: str
+    kind: str
+    settings: dict[str, Any]
+    active: bool
+    created_at: datetime
+
+
+class ChannelProviderIn(StrictModel):
+    provider: Annotated[str, Field(min_length=1, max_length=100)] | None
+
+
+class ChannelProviderOut(OutModel):
+    channel: str
+    provider: str

@@ -19,23 +19,32 @@ from sqlalchemy.orm import Session
 
 from returnguard.audit import service as audit
 from returnguard.auth.actor import Actor
+from returnguard.auth.models import Organization, Role
 from returnguard.domain import refunds as money
 from returnguard.domain.policy.document import FeeApplies, Payer
 from returnguard.domain.returns import LIFECYCLE, LineQuantities, ReturnAction, ReturnStatus
-from returnguard.errors import Conflict, InvalidInput, NotFound, ReturnGuardError
+from returnguard.errors import Conflict, Forbidden, InvalidInput, NotFound, ReturnGuardError
+from returnguard.fx import service as fx
 from returnguard.kit.db import utcnow
-from returnguard.kit.money import minor_digits
+from returnguard.kit.money import Money, minor_digits
+from returnguard.ledger import service as ledger
 from returnguard.orders import repository as orders_repo
-from returnguard.orders.models import Buyer
+from returnguard.orders.models import Buyer, Channel, Order
+from returnguard.outbox.models import OutboxMessage
+from returnguard.outbox.service import mark_outbox_written
 from returnguard.policies.service import latest_decision
-from returnguard.refunds.models import Refund
+from returnguard.refunds.models import Refund, RefundProvider
 from returnguard.refunds.schemas import RefundIn
 from returnguard.returns import repository as returns_repo
 from returnguard.returns import service as returns_service
 from returnguard.returns.models import Return, ReturnLine, Shipment
 
-PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+GRANTED, PENDING, SUCCEEDED = "granted", "pending", "succeeded"
+FAILED, CANCELLED = "failed", "cancelled"
+# Statuses whose amount and units are spent: everything but failed and cancelled.
+FREED = (FAILED, CANCELLED)
 MANUAL = "manual"
+REFUND_TOPIC = "refund.send"
 
 
 class IdempotencyKeyReused(InvalidInput):
@@ -72,6 +81,11 @@ class RefundStateConflict(Conflict):
     code = "refund_state"
 
 
+class FourEyesRequired(Forbidden):
+    code = "four_eyes_required"
+    title = "A second person must send this refund"
+
+
 def _minor_floor(amount: Decimal, currency: str) -> int:
     """A policy amount in minor units, rounded down so a cap is never exceeded."""
     return int((amount.scaleb(minor_digits(currency))).to_integral_value(ROUND_DOWN))
@@ -104,7 +118,7 @@ def _spent(session: Session, order_id: uuid.UUID) -> int:
     return int(
         session.scalar(
             select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-                Refund.order_id == order_id, Refund.status != FAILED
+                Refund.order_id == order_id, Refund.status.not_in(FREED)
             )
         )
         or 0
@@ -132,7 +146,8 @@ def _settings(session: Session, ret: Return) -> dict[uuid.UUID, dict[str, Any]]:
 def create_refund(
     session: Session, actor: Actor, return_id: uuid.UUID, key: str, body: RefundIn
 ) -> tuple[Refund, bool]:
-    """Grant and send a refund once per key; returns (refund, created)."""
+    """Grant a refund once per key (and send it unless a second person must); returns
+    (refund, created)."""
     request_hash = _request_hash(return_id, body)
     found = _find(session, actor.organization_id, key)
     if found is not None:
@@ -197,7 +212,8 @@ def create_refund(
                 keep_percent=Decimal(body.keep_percent) if body.keep_percent else None,
             )
         )
-    buyer = session.get(Buyer, order.buyer_id) if order.buyer_id else None
+    # Locked: a watchlist change and a refund of the buyer never overlap.
+    buyer = session.get(Buyer, order.buyer_id, with_for_update=True) if order.buyer_id else None
     override = (
         money.Override(role=actor.role, reason=body.override_reason)
         if body.override_reason is not None
@@ -256,6 +272,8 @@ def create_refund(
         raise RefundRefused(violations)
     if breakdown.total <= 0:
         raise InvalidInput.field("lines", "nothing is due for these units")
+    provider = _resolve_provider(session, ret, order, body.provider)
+    four_eyes_reason = _four_eyes_reason(session, actor, order.currency, breakdown.total, override)
     by_order_line: dict[money.LineId, ReturnLine] = {ln.order_line_id: ln for ln in ret.lines}
     refund = Refund(
         organization_id=ret.organization_id,
@@ -263,7 +281,7 @@ def create_refund(
         order_id=order.id,
         idempotency_key=key,
         request_hash=request_hash,
-        status=PENDING,
+        status=GRANTED,
         amount_minor=breakdown.total,
         currency=order.currency,
         lines=[
@@ -284,8 +302,12 @@ def create_refund(
         return_shipping_deduction_minor=breakdown.return_shipping_deduction,
         reason=body.reason,
         override_reason=body.override_reason,
-        provider=MANUAL,
+        provider=provider.kind if provider else MANUAL,
+        provider_id=provider.id if provider else None,
         created_by=actor.label,
+        granted_by_id=identity(actor),
+        four_eyes=four_eyes_reason is not None,
+        four_eyes_reason=four_eyes_reason,
     )
     session.add(refund)
     for part in breakdown.lines:
@@ -297,20 +319,191 @@ def create_refund(
         subject_type="refund",
         subject_id=refund.id,
         return_id=ret.id,
-        action="refund.created",
+        action="refund.granted",
         after={
             "amount": format(breakdown.total_money.amount, "f"),
             "currency": order.currency,
-            "status": PENDING,
+            "status": GRANTED,
+            "provider": refund.provider,
             "lines": refund.lines,
+            "four_eyes": four_eyes_reason,
         },
         data={"override_reason": body.override_reason, "reason": body.reason},
     )
-    if status in moves_to_refunded:
+    if body.send and four_eyes_reason is None:
+        _send(session, actor, refund, ret)
+    return refund, True
+
+
+def identity(actor: Actor) -> str:
+    """The person (or key) behind an actor: two keys of one user are the same person."""
+    return f"{actor.actor_type}:{actor.actor_id or actor.label}"
+
+
+def _resolve_provider(
+    session: Session, ret: Return, order: Order, name: str | None
+) -> RefundProvider | None:
+    """The provider named in the request, else the channel's; None is the manual provider."""
+    if name is not None and name != MANUAL:
+        provider = session.scalar(
+            select(RefundProvider).where(
+                RefundProvider.organization_id == ret.organization_id,
+                RefundProvider.name == name,
+                RefundProvider.active.is_(True),
+            )
+        )
+        if provider is None:
+            raise InvalidInput.field("provider", f"no active refund provider is named {name!r}")
+    elif name == MANUAL:
+        return None
+    else:
+        channel = session.get(Channel, ret.channel_id)
+        provider_id = channel.refund_provider_id if channel else None
+        provider = session.get(RefundProvider, provider_id) if provider_id else None
+        if provider is None or not provider.active:
+            return None
+    if provider.kind != MANUAL and not order.payment_reference:
+        raise InvalidInput.field(
+            "provider",
+            f"order {order.external_id} has no payment_reference to refund through {provider.name}",
+        )
+    return provider
+
+
+def _four_eyes_reason(
+    session: Session, actor: Actor, currency: str, amount_minor: int, override: object
+) -> str | None:
+    """Why a second person must send this grant, or None when the granter may send it."""
+    org = session.get(Organization, actor.organization_id)
+    assert org is not None
+    if override is not None and org.four_eyes_on_override:
+        return "the refund overrides the policy"
+    if org.four_eyes_above_minor is None:
+        return None
+    threshold = Money.from_minor(org.four_eyes_above_minor, org.base_currency)
+    amount = Money.from_minor(amount_minor, currency)
+    if currency == org.base_currency:
+        in_base = amount.amount
+    else:
+        rate = fx.rate(session, org.id, currency, org.base_currency, utcnow().date())
+        if rate is None:
+            return (
+                f"no {currency}->{org.base_currency} exchange rate to compare with the "
+                f"four-eyes threshold of {threshold}"
+            )
+        in_base = amount.amount * rate
+    if in_base > threshold.amount:
+        return f"{amount} is above the four-eyes threshold of {threshold}"
+    return None
+
+
+def _send(session: Session, actor: Actor, refund: Refund, ret: Return | None = None) -> None:
+    """Hand a granted refund to its provider: manual waits for finance, the others go
+    through the outbox, which passes the refund's key to the provider."""
+    refund.status = PENDING
+    refund.sent_by, refund.sent_by_id, refund.sent_at = actor.label, identity(actor), utcnow()
+    refund.updated_at = utcnow()
+    if refund.provider != MANUAL:
+        queue_send(session, refund)
+    audit.record(
+        session,
+        actor,
+        subject_type="refund",
+        subject_id=refund.id,
+        return_id=refund.return_id,
+        action="refund.sent",
+        before={"status": GRANTED},
+        after={"status": PENDING, "provider": refund.provider},
+    )
+    if ret is None:
+        ret = returns_repo.get(session, refund.organization_id, refund.return_id, lock=True)
+        assert ret is not None
+    if ReturnStatus(ret.status) in LIFECYCLE.edges[ReturnAction.REFUND].sources:
         returns_service.transition(
             session, actor, ret.id, ReturnAction.REFUND, lambda r: {"refund_id": refund.id}
         )
-    return refund, True
+
+
+def queue_send(session: Session, refund: Refund) -> None:
+    """Queue the provider call; the worker retries it with the same key until it is known."""
+    session.add(
+        OutboxMessage(
+            organization_id=refund.organization_id,
+            topic=REFUND_TOPIC,
+            payload={"refund_id": str(refund.id)},
+            next_attempt_at=utcnow(),
+        )
+    )
+    mark_outbox_written(session)
+
+
+def _locked(session: Session, organization_id: uuid.UUID, refund_id: uuid.UUID) -> Refund:
+    refund = session.scalar(
+        select(Refund)
+        .where(Refund.id == refund_id, Refund.organization_id == organization_id)
+        .with_for_update()
+    )
+    if refund is None:
+        raise NotFound(f"refund {refund_id} not found")
+    return refund
+
+
+def send(session: Session, actor: Actor, refund_id: uuid.UUID) -> Refund:
+    """Send a granted refund. Under four-eyes only a different person with the finance
+    role may send it; a refund that was already sent can never be sent again."""
+    refund = _locked(session, actor.organization_id, refund_id)
+    if refund.status != GRANTED:
+        raise RefundStateConflict(
+            f"the refund is already {refund.status}; only a granted refund can be sent",
+            extra={"current_status": refund.status},
+        )
+    if refund.four_eyes:
+        if actor.role != Role.FINANCE.value or actor.actor_type != "user":
+            raise FourEyesRequired(
+                f"{refund.four_eyes_reason}: a person with the finance role must send it",
+                extra={"four_eyes_reason": refund.four_eyes_reason},
+            )
+        if identity(actor) == refund.granted_by_id:
+            raise FourEyesRequired(
+                f"{refund.four_eyes_reason}: it must be sent by someone other than "
+                f"{refund.created_by}, who granted it",
+                extra={"four_eyes_reason": refund.four_eyes_reason},
+            )
+    _send(session, actor, refund)
+    return refund
+
+
+def cancel(session: Session, actor: Actor, refund_id: uuid.UUID, reason: str) -> Refund:
+    """Withdraw a granted refund before it is sent; its units and amount are freed."""
+    refund = _locked(session, actor.organization_id, refund_id)
+    if refund.status != GRANTED:
+        raise RefundStateConflict(
+            f"the refund is already {refund.status}; only a granted refund can be cancelled",
+            extra={"current_status": refund.status},
+        )
+    refund.status, refund.failure, refund.updated_at = CANCELLED, reason, utcnow()
+    free_units(session, refund)
+    audit.record(
+        session,
+        actor,
+        subject_type="refund",
+        subject_id=refund.id,
+        return_id=refund.return_id,
+        action="refund.cancelled",
+        before={"status": GRANTED},
+        after={"status": CANCELLED},
+        data={"reason": reason},
+    )
+    return refund
+
+
+def free_units(session: Session, refund: Refund) -> None:
+    """A failed or cancelled refund gives its units back (its amount is freed by status)."""
+    ret = returns_repo.get(session, refund.organization_id, refund.return_id, lock=True)
+    assert ret is not None
+    by_id = {str(ln.id): ln for ln in ret.lines}
+    for part in refund.lines:
+        by_id[part["return_line_id"]].refunded -= int(part["quantity"])
 
 
 def _label_deduction(session: Session, ret: Return, settings: dict[str, Any]) -> int:
@@ -321,7 +514,7 @@ def _label_deduction(session: Session, ret: Return, settings: dict[str, Any]) ->
     if session.scalar(
         select(func.count())
         .select_from(Refund)
-        .where(Refund.return_id == ret.id, Refund.status != FAILED)
+        .where(Refund.return_id == ret.id, Refund.status.not_in(FREED))
     ):
         return 0
     cost = session.scalar(
@@ -357,39 +550,78 @@ def list_refunds(
 def settle(
     session: Session, actor: Actor, refund_id: uuid.UUID, *, paid: bool, note: str
 ) -> Refund:
-    """Finance records the provider's answer: paid (with its reference) or failed."""
-    refund = session.scalar(
-        select(Refund)
-        .where(Refund.id == refund_id, Refund.organization_id == actor.organization_id)
-        .with_for_update()
-    )
-    if refund is None:
-        raise NotFound(f"refund {refund_id} not found")
+    """Finance records the answer for a manual refund: paid (with its reference) or failed."""
+    refund = _locked(session, actor.organization_id, refund_id)
     if refund.status != PENDING:
         raise RefundStateConflict(
-            f"the refund is already {refund.status}", extra={"current_status": refund.status}
+            f"the refund is {refund.status}; only a sent (pending) refund can be settled",
+            extra={"current_status": refund.status},
         )
-    before = refund.status
+    if refund.provider != MANUAL:
+        raise RefundStateConflict(
+            f"the refund is paid through {refund.provider}; its outcome comes from the "
+            "provider (see `returnguard refunds reconcile`)",
+            extra={"current_status": refund.status, "provider": refund.provider},
+        )
     if paid:
-        refund.status, refund.provider_reference = SUCCEEDED, note
+        mark_succeeded(session, actor, refund, reference=note)
     else:
-        refund.status, refund.failure = FAILED, note
-        # A failed refund frees its units (and, by its status, its amount) again.
-        ret = returns_repo.get(session, actor.organization_id, refund.return_id, lock=True)
-        assert ret is not None
-        by_id = {str(ln.id): ln for ln in ret.lines}
-        for part in refund.lines:
-            by_id[part["return_line_id"]].refunded -= int(part["quantity"])
-    refund.updated_at = utcnow()
+        mark_failed(session, actor, refund, failure=note, code="manual")
+    return refund
+
+
+def mark_succeeded(
+    session: Session,
+    actor: Actor,
+    refund: Refund,
+    *,
+    reference: str | None,
+    provider_status: str | None = None,
+) -> None:
+    before = refund.status
+    refund.status, refund.provider_reference = SUCCEEDED, reference
+    refund.provider_status = provider_status
+    refund.last_error = None
+    refund.settled_at = refund.updated_at = utcnow()
     audit.record(
         session,
         actor,
         subject_type="refund",
         subject_id=refund.id,
         return_id=refund.return_id,
-        action="refund.succeeded" if paid else "refund.failed",
+        action="refund.succeeded",
         before={"status": before},
-        after={"status": refund.status},
-        data={"reference" if paid else "failure": note},
+        after={"status": SUCCEEDED},
+        data={"reference": reference},
     )
-    return refund
+    # The cost ledger books the refund (gross, fee kept, label deducted) in this transaction.
+    ledger.record_refund_paid(session, actor, refund)
+
+
+def mark_failed(
+    session: Session,
+    actor: Actor,
+    refund: Refund,
+    *,
+    failure: str,
+    code: str,
+    reference: str | None = None,
+    provider_status: str | None = None,
+) -> None:
+    before = refund.status
+    refund.status, refund.failure, refund.failure_code = FAILED, failure, code
+    refund.provider_reference = reference or refund.provider_reference
+    refund.provider_status = provider_status
+    refund.settled_at = refund.updated_at = utcnow()
+    free_units(session, refund)
+    audit.record(
+        session,
+        actor,
+        subject_type="refund",
+        subject_id=refund.id,
+        return_id=refund.return_id,
+        action="refund.failed",
+        before={"status": before},
+        after={"status": FAILED},
+        data={"failure": failure, "code": code},
+    )

@@ -1,0 +1,277 @@
+"""Pays sent refunds out through their provider, and checks ReturnGuard against it.
+
+The outbox worker calls `RefundSender.handle` for each `refund.send` message: the refund
+is read in one short transaction, the provider is called outside any transaction with
+the refund's own key (`rg-<refund id>`), and the answer is recorded in another. When
+the provider cannot be reached or times out the outcome is unknown, so the refund stays
+pending and the call is retried later with the same key: the provider answers the
+retry with the refund it made the first time, never a second one.
+
+`reconcile` asks the provider about every recent refund and lists those whose state
+differs from ours (`returnguard refunds reconcile`).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from returnguard.auth.actor import Actor
+from returnguard.kit.db import Database, utcnow
+from returnguard.orders.models import Order, OrderLine
+from returnguard.outbox.models import OutboxMessage
+from returnguard.outbox.worker import Outcome
+from returnguard.refunds import service
+from returnguard.refunds.models import Refund, RefundProvider
+from returnguard.refunds.providers import adapter_for
+from returnguard.refunds.providers.base import (
+    ProviderError,
+    ProviderResult,
+    ProviderState,
+    RefundAdapter,
+    RefundLineItem,
+    RefundRequest,
+)
+
+log = logging.getLogger("returnguard.refunds")
+SENDER_LABEL = "refund sender"
+
+
+def provider_key(refund: Refund) -> str:
+    """The idempotency key the provider sees: one per refund, the same on every retry."""
+    return f"rg-{refund.id}"
+
+
+@dataclass(frozen=True)
+class _Job:
+    refund_id: uuid.UUID
+    organization_id: uuid.UUID
+    kind: str
+    settings: dict[str, Any]
+    credentials: dict[str, Any]
+    request: RefundRequest
+    reference: str | None
+
+
+def _job(session: Any, refund: Refund) -> _Job | None:
+    provider = session.get(RefundProvider, refund.provider_id) if refund.provider_id else None
+    order = session.get(Order, refund.order_id)
+    if provider is None or order is None or not order.payment_reference:
+        return None
+    external = {
+        str(line.id): line.external_id
+        for line in session.scalars(select(OrderLine).where(OrderLine.order_id == order.id))
+    }
+    request = RefundRequest(
+        refund_id=str(refund.id),
+        idempotency_key=provider_key(refund),
+        amount_minor=refund.amount_minor,
+        currency=refund.currency,
+        payment_reference=order.payment_reference,
+        order_external_id=order.external_id,
+        note=refund.reason,
+        lines=tuple(
+            RefundLineItem(external.get(part["order_line_id"], ""), int(part["quantity"]))
+            for part in refund.lines
+        ),
+    )
+    return _Job(
+        refund.id,
+        refund.organization_id,
+        provider.kind,
+        dict(provider.settings),
+        dict(provider.credentials),
+        request,
+        refund.provider_reference,
+    )
+
+
+class RefundSender:
+    def __init__(self, db: Database, http: httpx.Client) -> None:
+        self.db = db
+        self.http = http
+
+    def adapter(self, job: _Job) -> RefundAdapter:
+        return adapter_for(job.kind, job.settings, job.credentials, self.http)
+
+    def handle(self, message_id: int, payload: dict[str, Any], attempt: int) -> Outcome:
+        refund_id = uuid.UUID(payload["refund_id"])
+        with self.db.session() as session:
+            refund = session.get(Refund, refund_id)
+            if refund is None:
+                return Outcome(False, f"refund {refund_id} not found", retry=False)
+            if refund.status != service.PENDING:
+                return Outcome(True)  # already settled (by an earlier attempt or reconcile)
+            job = _job(session, refund)
+        if job is None:
+            return Outcome(False, "the refund's provider or payment is gone", retry=False)
+        adapter = self.adapter(job)
+        try:
+            if job.reference is not None:
+                # The provider accepted it earlier and was still processing: ask again.
+                result = adapter.lookup(job.request, job.reference)
+                if result is None:
+                    raise ProviderError(f"{job.kind}: refund {job.reference} not found")
+            else:
+                result = adapter.send(job.request)
+                if result.state is ProviderState.FAILED and result.code == "already_refunded":
+                    result = self._ours_after_all(adapter, job) or result
+        except ProviderError as exc:
+            self._note_error(job.refund_id, str(exc))
+            return Outcome(False, str(exc))
+        return self.apply(job.refund_id, result)
+
+    def _ours_after_all(self, adapter: RefundAdapter, job: _Job) -> ProviderResult | None:
+        """'Already refunded' may mean our own earlier call got through: look for it."""
+        try:
+            return adapter.lookup(job.request, None)
+        except ProviderError:
+            return None
+
+    def _note_error(self, refund_id: uuid.UUID, error: str) -> None:
+        with self.db.session() as session:
+            refund = session.get(Refund, refund_id, with_for_update=True)
+            if refund is not None and refund.status == service.PENDING:
+                refund.last_error, refund.updated_at = error[:2000], utcnow()
+
+    def apply(self, refund_id: uuid.UUID, result: ProviderResult) -> Outcome:
+        """Record the provider's answer on a pending refund (once; later answers are moot)."""
+        with self.db.session() as session:
+            refund = session.get(Refund, refund_id, with_for_update=True)
+            if refund is None or refund.status != service.PENDING:
+                return Outcome(True)
+            actor = Actor.system(refund.organization_id, SENDER_LABEL)
+            if result.state is ProviderState.SUCCEEDED:
+                service.mark_succeeded(
+                    session,
+                    actor,
+                    refund,
+                    reference=result.reference,
+                    provider_status=result.provider_status,
+                )
+                return Outcome(True)
+            if result.state is ProviderState.FAILED:
+                service.mark_failed(
+                    session,
+                    actor,
+                    refund,
+                    failure=result.message or result.code or "refused by the provider",
+                    code=result.code or "failed",
+                    reference=result.reference,
+                    provider_status=result.provider_status,
+                )
+                return Outcome(True)
+            refund.provider_reference = result.reference or refund.provider_reference
+            refund.provider_status, refund.updated_at = result.provider_status, utcnow()
+            return Outcome(False, f"{refund.provider} is still processing the refund")
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    refund_id: uuid.UUID
+    organization_id: uuid.UUID
+    provider: str
+    ours: str
+    theirs: str  # succeeded / pending / failed / missing / unknown
+    reference: str | None
+    note: str
+    fixed: bool = False
+
+
+def reconcile(
+    db: Database,
+    http: httpx.Client,
+    *,
+    organization_id: uuid.UUID | None = None,
+    since: timedelta = timedelta(days=30),
+    apply: bool = False,
+    in_flight: timedelta = timedelta(minutes=10),
+) -> tuple[int, list[Mismatch]]:
+    """Compare every provider refund sent since ``since`` with the provider; returns how
+    many were checked and the mismatches. With ``apply``, a pending refund takes the
+    provider's final answer, and one the provider never received is queued again (same
+    key). Succeeded or failed refunds are never changed here: a person decides."""
+    with db.session() as session:
+        stmt = select(Refund).where(
+            Refund.provider_id.is_not(None),
+            Refund.status.in_((service.PENDING, service.SUCCEEDED, service.FAILED)),
+            Refund.created_at >= utcnow() - since,
+        )
+        if organization_id is not None:
+            stmt = stmt.where(Refund.organization_id == organization_id)
+        jobs = []
+        for refund in session.scalars(stmt.order_by(Refund.created_at)):
+            job = _job(session, refund)
+            if job is not None:
+                jobs.append((job, refund.status, refund.sent_at))
+    sender = RefundSender(db, http)
+    mismatches: list[Mismatch] = []
+    for job, ours, sent_at in jobs:
+        try:
+            found = sender.adapter(job).lookup(job.request, job.reference)
+            theirs = found.state.value if found is not None else "missing"
+        except ProviderError as exc:
+            found, theirs = None, "unknown"
+            note = f"could not ask the provider: {exc}"
+        else:
+            note = ""
+        if theirs == ours or (ours == service.FAILED and theirs == "missing"):
+            continue
+        just_sent = sent_at is not None and utcnow() - sent_at < in_flight
+        if ours == service.PENDING and theirs == "missing" and just_sent:
+            continue  # the worker is on it
+        fixed = False
+        if apply and ours == service.PENDING and found is not None and theirs != "pending":
+            sender.apply(job.refund_id, found)
+            fixed = True
+        elif apply and ours == service.PENDING and theirs == "missing":
+            with db.session() as session:
+                row = session.get(Refund, job.refund_id, with_for_update=True)
+                if row is not None and row.status == service.PENDING:
+                    _requeue(session, row)
+                    fixed = True
+        mismatches.append(
+            Mismatch(
+                job.refund_id,
+                job.organization_id,
+                job.kind,
+                ours,
+                theirs,
+                found.reference if found is not None else job.reference,
+                note or _explain(ours, theirs),
+                fixed,
+            )
+        )
+    return len(jobs), mismatches
+
+
+def _requeue(session: Any, refund: Refund) -> None:
+    waiting = session.scalar(
+        select(OutboxMessage.id).where(
+            OutboxMessage.topic == service.REFUND_TOPIC,
+            OutboxMessage.status == "pending",
+            OutboxMessage.payload["refund_id"].as_string() == str(refund.id),
+        )
+    )
+    if waiting is None:
+        service.queue_send(session, refund)
+
+
+def _explain(ours: str, theirs: str) -> str:
+    if ours == service.FAILED and theirs == service.SUCCEEDED:
+        return (
+            "paid at the provider but failed here: its units were freed; check for a double refund"
+        )
+    if ours == service.SUCCEEDED and theirs == "missing":
+        return "paid here but the provider has no such refund"
+    if ours == service.PENDING and theirs == "missing":
+        return "sent but the provider never received it; --apply sends it again with the same key"
+    if ours == service.PENDING:
+        return f"the provider says {theirs}; --apply records it"
+    return f"ReturnGuard says {ours}, the provider says {theirs}"
