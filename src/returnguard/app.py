@@ -15,7 +15,9 @@ from returnguard.config import Settings
 from returnguard.fx.endpoints import router as fx_router
 from returnguard.kit.db import Database
 from returnguard.kit.problem import install_problem_handlers, problem_responses
+from returnguard.ledger.endpoints import router as ledger_router
 from returnguard.metrics import Metrics
+from returnguard.orders.buyer_endpoints import router as buyers_router
 from returnguard.orders.endpoints import router as orders_router
 from returnguard.outbox.endpoints import router as webhooks_router
 from returnguard.outbox.worker import InProcessWorker
@@ -59,11 +61,13 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     for router in (
         auth_router,
         orders_router,
+        buyers_router,
         returns_router,
         refunds_router,
         policies_router,
         fx_router,
         webhooks_router,
+        ledger_router,
     ):
         app.include_router(router)
 

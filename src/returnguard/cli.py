@@ -1,4 +1,4 @@
-"""The `returnguard` command line: serve, worker, demo, migrate, org, import, events."""
+"""The `returnguard` command line: serve, worker, demo, migrate, org, import, events, fx."""
 
 from __future__ import annotations
 
@@ -24,10 +24,16 @@ org_app = typer.Typer(help="Organizations and their API keys.", no_args_is_help=
 import_app = typer.Typer(help="Import data from files.", no_args_is_help=True)
 events_app = typer.Typer(help="The tamper-evident event log.", no_args_is_help=True)
 policies_app = typer.Typer(help="Return policies: check and backtest.", no_args_is_help=True)
+fx_app = typer.Typer(help="Exchange rates.", no_args_is_help=True)
+refunds_app = typer.Typer(help="Refunds and their payment providers.", no_args_is_help=True)
 app.add_typer(policies_app, name="policies")
 app.add_typer(org_app, name="org")
 app.add_typer(import_app, name="import")
 app.add_typer(events_app, name="events")
+report_app = typer.Typer(help="Money reports from the cost ledger.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+app.add_typer(fx_app, name="fx")
+app.add_typer(refunds_app, name="refunds")
 
 console = Console(stderr=True)
 DatabaseOpt = Annotated[
@@ -170,6 +176,71 @@ def import_orders(
         raise typer.Exit(1)
 
 
+@refunds_app.command("reconcile")
+def refunds_reconcile(
+    organization: str | None = typer.Option(None, "--org", help="Only this organization"),
+    since_days: int = typer.Option(30, "--since-days", min=1, help="Refunds sent since"),
+    apply: bool = typer.Option(
+        False,
+        "--apply",
+        help="Pending refunds take the provider's final answer; ones it never got are "
+        "sent again with the same key",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per mismatch"),
+    database_url: DatabaseOpt = None,
+) -> None:
+    """List every provider refund whose state here differs from the provider's.
+
+    Exits 1 when a mismatch is left that a person must look at."""
+    import httpx
+
+    from returnguard.refunds.sender import reconcile
+
+    wanted = _parse_id(organization) if organization else None
+    settings = _settings(database_url)
+    db = Database(settings.database_url)
+    try:
+        with httpx.Client(timeout=settings.webhook_timeout_seconds) as http:
+            checked, mismatches = reconcile(
+                db,
+                http,
+                organization_id=wanted,
+                since=timedelta(days=since_days),
+                apply=apply,
+            )
+    finally:
+        db.dispose()
+    for m in mismatches:
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        "refund_id": str(m.refund_id),
+                        "organization_id": str(m.organization_id),
+                        "provider": m.provider,
+                        "returnguard": m.ours,
+                        "provider_state": m.theirs,
+                        "reference": m.reference,
+                        "note": m.note,
+                        "fixed": m.fixed,
+                    }
+                )
+            )
+        else:
+            fixed = " [fixed]" if m.fixed else ""
+            typer.echo(
+                f"{m.refund_id} {m.provider}: ReturnGuard {m.ours}, provider {m.theirs} "
+                f"({m.reference or 'no reference'}) - {m.note}{fixed}"
+            )
+    open_ = sum(1 for m in mismatches if not m.fixed)
+    console.print(
+        f"{checked} refunds checked, {len(mismatches)} mismatches, {open_} left to look at",
+        markup=False,
+    )
+    if open_:
+        raise typer.Exit(1)
+
+
 @events_app.command("verify")
 def events_verify(
     organization: str | None = typer.Option(None, "--org", help="Only this organization"),
@@ -204,6 +275,59 @@ def events_verify(
         db.dispose()
     if broken:
         raise typer.Exit(1)
+
+
+@fx_app.command("import")
+def fx_import(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    organization: str = typer.Option(..., "--org", help="Organization id"),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON"),
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Import ECB euro reference rates (eurofxref-hist.csv or eurofxref.csv): all or none."""
+    from returnguard.auth.models import Organization
+    from returnguard.auth.service import Actor
+    from returnguard.errors import InvalidInput, ReturnGuardError
+    from returnguard.fx.service import import_ecb
+
+    organization_id = _parse_id(organization)
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        console.print(f"error: {file} is not UTF-8 text (byte {exc.start})", markup=False)
+        raise typer.Exit(2) from None
+    settings = _settings(database_url)
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            if session.get(Organization, organization_id) is None:
+                console.print(f"error: organization {organization_id} not found", markup=False)
+                raise typer.Exit(2)
+            summary = import_ecb(session, Actor.system(organization_id, "cli"), text)
+    except InvalidInput as exc:
+        # The messages quote the file: no markup, and one problem is one line.
+        for error in exc.errors:
+            console.print(error["message"], markup=False, highlight=False, soft_wrap=True)
+        console.print("the file has problems; nothing was imported", markup=False)
+        raise typer.Exit(1) from None
+    except ReturnGuardError as exc:
+        console.print(f"error: {exc.detail}", markup=False)
+        raise typer.Exit(2) from None
+    finally:
+        db.dispose()
+    if as_json:
+        typer.echo(json.dumps(summary.as_event() | {"import_id": str(summary.import_id)}))
+        return
+    days = f"{summary.days} day" + ("s" if summary.days != 1 else "")
+    typer.echo(
+        f"imported {summary.rates} rates for {days} ({summary.first_day} to "
+        f"{summary.last_day}), {summary.base} to {', '.join(summary.currencies)}"
+    )
+    typer.echo(
+        f"{summary.created} created, {summary.updated} updated, {summary.unchanged} unchanged"
+    )
+    if summary.skipped_currencies:
+        typer.echo(f"skipped retired currencies: {', '.join(summary.skipped_currencies)}")
 
 
 def _parse_id(value: str, what: str = "--org", kind: str = "an organization id") -> uuid.UUID:
@@ -288,6 +412,66 @@ def policies_backtest(
     if csv_file is not None:
         csv_file.write_text(report.to_csv(), encoding="utf-8")
         typer.echo(f"wrote {len(report.differing)} differing return(s) to {csv_file}")
+
+
+@report_app.command("net-profit")
+def report_net_profit(
+    organization: str = typer.Option(..., "--org", help="Organization id"),
+    by: str = typer.Option("order", "--by", help="Group by order, sku, channel or month"),
+    start: datetime = typer.Option(..., "--from", formats=["%Y-%m-%d"], help="First day"),
+    end: datetime = typer.Option(..., "--to", formats=["%Y-%m-%d"], help="Last day, inclusive"),
+    csv_file: Path | None = typer.Option(None, "--csv", help="Also write the report as CSV"),
+    xlsx_file: Path | None = typer.Option(None, "--xlsx", help="Also write it as XLSX"),
+    database_url: DatabaseOpt = None,
+) -> None:
+    """True net profit in the organization's base currency: revenue - cost of goods -
+    refunds - return costs + recoveries, per order, SKU, channel or month."""
+    from returnguard.ledger import reports
+
+    org_id = _parse_id(organization)
+    try:
+        group_by = reports.GroupBy(by)
+    except ValueError:
+        choices = ", ".join(g.value for g in reports.GroupBy)
+        console.print(f"error: --by: {by!r} is not one of {choices}", markup=False)
+        raise typer.Exit(2) from None
+    if start > end:
+        console.print("error: --from is after --to", markup=False)
+        raise typer.Exit(2)
+    settings = _settings(database_url)
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            try:
+                report = reports.net_profit(session, org_id, group_by, start.date(), end.date())
+            except LookupError:
+                console.print(f"error: organization {org_id} not found", markup=False)
+                raise typer.Exit(2) from None
+    finally:
+        db.dispose()
+    table = [
+        [format(v, ",f") if not isinstance(v, str) else v for v in line]
+        for line in reports.net_profit_table(report)
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        cells = [
+            cell.ljust(w) if i < 2 or i == len(line) - 1 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        typer.echo("  ".join(cells).rstrip())
+    for missing in report.missing_rates:
+        console.print(
+            f"left out, no {missing.currency}->{report.currency} rate on {missing.day}: "
+            f"{missing.what} {missing.id}",
+            markup=False,
+        )
+    if csv_file is not None:
+        csv_file.write_text(reports.net_profit_csv(report), encoding="utf-8")
+        typer.echo(f"wrote {csv_file}")
+    if xlsx_file is not None:
+        xlsx_file.write_bytes(reports.net_profit_xlsx(report))
+        typer.echo(f"wrote {xlsx_file}")
 
 
 @app.command()

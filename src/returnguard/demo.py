@@ -49,6 +49,8 @@ from returnguard.orders.schemas import (
 )
 from returnguard.outbox import service as outbox
 from returnguard.policies import service as policies
+from returnguard.refunds import service as refunds
+from returnguard.refunds.schemas import RefundIn, RefundLineIn
 from returnguard.returns import service as returns
 from returnguard.returns.models import Return
 from returnguard.returns.schemas import (
@@ -336,17 +338,18 @@ lighting | defective 35 not_as_described 15 changed_mind 15 ordered_by_mistake 1
   ordered_by_mistake 10 better_price 10 missing_parts 5 late_delivery 4 other 6
 """
 # State a return ends in | how many (80 in all) | days since delivery that fit a return
-# that has got that far. `refunded` is not reachable through the services yet.
+# that has got that far.
 RETURN_PLAN_TABLE = """
 requested | 8 | 1 20
 awaiting_evidence | 5 | 2 20
 pending_review | 6 | 2 25
 offered | 4 | 3 25
 approved | 7 | 3 25
-in_transit | 8 | 5 30
+in_transit | 6 | 5 30
 received | 5 | 8 40
 inspected | 6 | 10 45
-closed | 9 | 15 75
+refunded | 6 | 12 50
+closed | 5 | 15 75
 resolved | 5 | 5 45
 rejected | 4 | 35 90
 cancelled | 4 | 3 30
@@ -413,6 +416,7 @@ class Staff:
     agent_us: Actor
     inspector_eu: Actor
     inspector_us: Actor
+    finance: Actor
 
     def agent(self, channel: str) -> Actor:
         return self.agent_eu if channel == "amazon-de" else self.agent_us
@@ -518,6 +522,7 @@ def _setup(session: Session, org_id: uuid.UUID) -> Staff:
         inspector_us=user(
             "receiving.reno@demo-outdoor.example", "Returns desk Reno, NV", Role.INSPECTOR
         ),
+        finance=user("buchhaltung@demo-outdoor.example", "Jana Vogel", Role.FINANCE),
     )
     orders.create_channel(
         session,
@@ -626,7 +631,8 @@ def _order_in(
                 title=product.title_de if amazon else product.title,
                 quantity=qty,
                 unit_price=_money(unit, currency),
-                tax=_money(tax, currency),
+                # Tax is what comes on top of the price; EU prices already include VAT.
+                tax=None if amazon else _money(tax, currency),
                 discount=_money(discount, currency) if discount is not None else None,
                 category=product.category,
             )
@@ -958,6 +964,8 @@ def _to_state(sc: Scenario, target: ReturnStatus) -> None:
         sc.ship()
         sc.receive()
         sc.inspect()
+    elif target == S.REFUNDED:
+        _refunded(sc)
     elif target == S.CLOSED:
         _closed(sc)
     elif target == S.RESOLVED:
@@ -977,6 +985,36 @@ def _to_state(sc: Scenario, target: ReturnStatus) -> None:
         _disputed(sc)
     else:
         raise ValueError(f"the demo cannot reach {target.value}")
+
+
+def _refunded(sc: Scenario) -> None:
+    """Inspected, then refunded by finance: most paid (in the ledger), one still pending."""
+    _decide(sc)
+    sc.ship()
+    sc.receive()
+    sc.inspect()
+    lines = [
+        RefundLineIn(return_line_id=ln.id, quantity=ln.passed - ln.refunded)
+        for ln in sc.ret.lines
+        if ln.passed > ln.refunded
+    ]
+    refund, _ = refunds.create_refund(
+        sc.session,
+        sc.staff.finance,
+        sc.ret.id,
+        f"demo-{sc.ret.id}",
+        RefundIn(lines=lines, reason="passed inspection"),
+    )
+    if sc.rng.random() < 0.8:
+        reference = "SC-" + _digits(sc.rng, 10) if sc.order.channel == "amazon-de" else None
+        refunds.settle(
+            sc.session,
+            sc.staff.finance,
+            refund.id,
+            paid=True,
+            note=reference or "refunded in Shopify admin #" + _digits(sc.rng, 6),
+        )
+    sc.ret = returns.get_return(sc.session, sc.staff.system.organization_id, sc.ret.id)
 
 
 def _closed(sc: Scenario) -> None:

@@ -32,6 +32,7 @@ DEMO_STATES = [
     "in_transit",
     "received",
     "inspected",
+    "refunded",
     "closed",
     "resolved",
     "rejected",
@@ -137,7 +138,10 @@ def test_demo_loads_returns_in_every_state_on_both_channels(db: Database, http: 
     events = get(http, demo.api_key, f"/api/v1/returns/{inspected['id']}/events")
     actions = [e["action"] for e in events]
     assert actions[0] == "return.created"
-    assert actions[-2:] == ["return.receive", "return.inspect"]
+    assert [a for a in actions if a.startswith("return.")][-2:] == [
+        "return.receive",
+        "return.inspect",
+    ]
 
     # Webhook events wait in the outbox, as they would in production.
     metrics = http.get("/metrics").text

@@ -4,10 +4,11 @@ from returnguard.audit.models import Event
 from returnguard.auth.models import ApiKey, Organization, User
 from returnguard.fx.models import FxRate
 from returnguard.kit.db import Base
+from returnguard.ledger.models import LedgerEntry
 from returnguard.orders.models import Buyer, Channel, Order, OrderLine, Product
 from returnguard.outbox.models import OutboxMessage, WebhookDelivery, WebhookEndpoint
 from returnguard.policies.models import Evidence, Policy, PolicyVersion, ReturnDecision
-from returnguard.refunds.models import Refund
+from returnguard.refunds.models import Refund, RefundProvider
 from returnguard.returns.models import Inspection, Receipt, Return, ReturnLine, Shipment
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "Evidence",
     "FxRate",
     "Inspection",
+    "LedgerEntry",
     "Order",
     "OrderLine",
     "Organization",
@@ -28,6 +30,7 @@ __all__ = [
     "Product",
     "Receipt",
     "Refund",
+    "RefundProvider",
     "Return",
     "ReturnDecision",
     "ReturnLine",

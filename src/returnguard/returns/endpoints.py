@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
@@ -15,8 +12,9 @@ from returnguard.auth.permissions import Permission
 from returnguard.auth.service import Actor
 from returnguard.domain.reasons import ReasonCode
 from returnguard.domain.returns import LIFECYCLE, ReturnAction, ReturnStatus
-from returnguard.errors import InvalidInput, NotFound
+from returnguard.errors import NotFound
 from returnguard.kit.deps import Reader, SessionDep, require
+from returnguard.kit.pagination import decode_cursor, encode_cursor
 from returnguard.kit.problem import problem_responses
 from returnguard.kit.schemas import AwareTimestamp, MoneyOut
 from returnguard.kit.storage import FileStore
@@ -111,23 +109,6 @@ def return_out(session: Session, ret: Return, *, detail: bool = True) -> ReturnO
             InspectionOut.model_validate(i) for i in repo.inspections(session, ret.id)
         ]
     return out
-
-
-def _encode_cursor(ret: Return) -> str:
-    raw = f"{ret.requested_at.isoformat()}|{ret.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        at, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        when = datetime.fromisoformat(at)
-        if when.tzinfo is None:
-            # Only a tampered cursor lacks the offset; it must not reach the database.
-            raise ValueError("naive timestamp")
-        return when.astimezone(UTC), uuid.UUID(rid)
-    except (ValueError, OverflowError, binascii.Error):
-        raise InvalidInput.field("cursor", "is not a cursor this API returned") from None
 
 
 @router.post(
@@ -255,7 +236,7 @@ def list_returns(
         channel_id=channel_id,
         requested_from=requested_from,
         requested_to=requested_to,
-        after=_decode_cursor(cursor) if cursor else None,
+        after=decode_cursor(cursor) if cursor else None,
         limit=limit + 1,
     )
     page = rows[:limit]
@@ -265,7 +246,9 @@ def list_returns(
         session.scalars(select(OrderLine).where(OrderLine.id.in_(line_ids))).all()
     return ReturnPage(
         items=[return_out(session, r, detail=False) for r in page],
-        next_cursor=_encode_cursor(page[-1]) if len(rows) > limit else None,
+        next_cursor=encode_cursor(page[-1].requested_at, page[-1].id)
+        if len(rows) > limit
+        else None,
     )
 
 

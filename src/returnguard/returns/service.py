@@ -32,6 +32,7 @@ from returnguard.domain.returns import (
 from returnguard.errors import Conflict, InvalidInput, NotFound
 from returnguard.kit.db import utcnow
 from returnguard.kit.state_machine import IllegalTransition
+from returnguard.ledger import service as ledger
 from returnguard.orders import repository as orders_repo
 from returnguard.outbox.service import publish_webhook_event
 from returnguard.policies import service as policies
@@ -422,7 +423,10 @@ def add_shipment(session: Session, actor: Actor, return_id: uuid.UUID, data: Shi
             "label_paid_by": data.label_paid_by,
         }
 
-    return transition(session, actor, return_id, ReturnAction.SHIP, apply)
+    ret = transition(session, actor, return_id, ReturnAction.SHIP, apply)
+    # The cost ledger books what this step cost or recovered (labels, handling, residual value).
+    ledger.sync_return(session, actor, ret)
+    return ret
 
 
 def receive(session: Session, actor: Actor, return_id: uuid.UUID, data: ReceiveIn) -> Return:
@@ -444,7 +448,10 @@ def receive(session: Session, actor: Actor, return_id: uuid.UUID, data: ReceiveI
         )
         return {"lines": lines, "notes": data.notes}
 
-    return transition(session, actor, return_id, ReturnAction.RECEIVE, apply)
+    ret = transition(session, actor, return_id, ReturnAction.RECEIVE, apply)
+    # The cost ledger books what this step cost or recovered (labels, handling, residual value).
+    ledger.sync_return(session, actor, ret)
+    return ret
 
 
 def inspect(session: Session, actor: Actor, return_id: uuid.UUID, data: InspectionIn) -> Return:
@@ -472,7 +479,10 @@ def inspect(session: Session, actor: Actor, return_id: uuid.UUID, data: Inspecti
         )
         return {"outcome": outcome, "lines": lines, "notes": data.notes}
 
-    return transition(session, actor, return_id, ReturnAction.INSPECT, apply)
+    ret = transition(session, actor, return_id, ReturnAction.INSPECT, apply)
+    # The cost ledger books what this step cost or recovered (labels, handling, residual value).
+    ledger.sync_return(session, actor, ret)
+    return ret
 
 
 # --------------------------------------------------------------------- policy decisions
