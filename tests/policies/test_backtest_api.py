@@ -128,3 +128,35 @@ def test_policy_files_are_checked_from_the_command_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["policies", "validate", str(bad)])
     assert result.exit_code == 1
     assert "defaults.colour: unknown field" in result.output
+
+
+def test_backtest_shows_the_restocking_fees_actually_kept(api: Api) -> None:
+    """A fee withheld from a paid refund is in the cost ledger and on the actual side."""
+    _setup(api)
+    order = _order(api, "bt-fee")
+    ret = _return(api, order, "TENT", "size_fit")  # 300.00 EUR, buyer's choice
+    line = ret["lines"][0]["id"]
+    api.post(
+        f"/api/v1/returns/{ret['id']}/receive", {"lines": [{"return_line_id": line, "quantity": 1}]}
+    )
+    api.post(
+        f"/api/v1/returns/{ret['id']}/inspections",
+        {"lines": [{"return_line_id": line, "passed": 1, "failed": 0}]},
+    )
+    r = api.client.post(
+        f"/api/v1/returns/{ret['id']}/refunds",
+        json={"lines": [{"return_line_id": line, "quantity": 1, "charge_restocking_fee": True}]},
+        headers=api.tenant.headers | {"Idempotency-Key": "bt-fee"},
+    )
+    assert r.status_code == 201, r.text
+    today = datetime.now(UTC).date()
+    body = {"from": str(today - timedelta(days=7)), "to": str(today + timedelta(days=1))}
+    policy_id = _draft(api)
+    before = api.post(f"/api/v1/policies/{policy_id}/backtest", body).json()
+    # Granted and sent, not yet paid: no fee has been kept.
+    assert before["money"]["EUR"]["restocking_fees"]["actual"] == {"count": 0, "value": "0.00"}
+    paid = api.post(f"/api/v1/refunds/{r.json()['id']}/settle", {"reference": "SC-9"})
+    assert paid.status_code == 200, paid.text
+    after = api.post(f"/api/v1/policies/{policy_id}/backtest", body).json()
+    fees = after["money"]["EUR"]["restocking_fees"]["actual"]
+    assert fees == {"count": 1, "value": "25.00"}  # 10 % of 300.00, capped at 25.00

@@ -11,12 +11,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from returnguard.domain.ledger import EntryKind
 from returnguard.domain.policy.backtest import BacktestCase, BacktestReport, run_backtest
 from returnguard.domain.policy.document import PolicyDocument
 from returnguard.domain.policy.engine import Outcome, compile_policy
 from returnguard.errors import InvalidInput
 from returnguard.fx import service as fx
 from returnguard.kit.money import Money
+from returnguard.ledger.models import LedgerEntry
 from returnguard.orders.models import Buyer, Channel, Order, Product
 from returnguard.policies.facts import assemble_facts
 from returnguard.policies.models import Evidence, PolicyVersion, ReturnDecision
@@ -83,6 +85,7 @@ def _cases(
         p.id: p for p in session.scalars(select(Product).where(Product.id.in_(product_ids)))
     }
     return_ids = [r.id for r in returns]
+    currencies = {r.id: r.currency for r in returns}
     evidence: dict[uuid.UUID, dict[str, int]] = {}
     for rid, kind, n in session.execute(
         select(Evidence.return_id, Evidence.kind, func.count())
@@ -98,6 +101,18 @@ def _cases(
             .group_by(Order.buyer_id)
         ).all()
     )
+    # Restocking fees actually kept, from the cost ledger (net of reversals).
+    fees: dict[uuid.UUID, int] = {}
+    for fee_return, currency, kept in session.execute(
+        select(LedgerEntry.return_id, LedgerEntry.currency, func.sum(LedgerEntry.amount_minor))
+        .where(
+            LedgerEntry.return_id.in_(return_ids),
+            LedgerEntry.kind == EntryKind.RESTOCKING_FEE_KEPT.value,
+        )
+        .group_by(LedgerEntry.return_id, LedgerEntry.currency)
+    ):
+        if fee_return is not None and currency == currencies.get(fee_return):
+            fees[fee_return] = int(kept or 0)
     decisions: dict[uuid.UUID, ReturnDecision] = {}
     for d in session.scalars(
         select(ReturnDecision)
@@ -121,12 +136,17 @@ def _cases(
                 session, ret.organization_id, bands, ret.currency, ret.requested_at.date(), rates
             )
         decision = decisions.get(ret.id)
-        cases.append(_case(ret, channel, facts, decision))
+        fee_kept = Money.from_minor(fees.get(ret.id, 0), ret.currency).amount
+        cases.append(_case(ret, channel, facts, decision, fee_kept))
     return cases
 
 
 def _case(
-    ret: Return, channel: Channel, facts: Any, decision: ReturnDecision | None
+    ret: Return,
+    channel: Channel,
+    facts: Any,
+    decision: ReturnDecision | None,
+    restocking_fee_kept: Decimal,
 ) -> BacktestCase:
     label = None
     if channel.return_label_cost_minor is not None and channel.currency == ret.currency:
@@ -152,8 +172,7 @@ def _case(
         actual_outcome=actual,
         label_cost=label,
         actual_refund_before_receipt=before_receipt,
-        # Fees actually kept come from refunds (the money-safety work); none are recorded yet.
-        actual_restocking_fee=Decimal(0),
+        actual_restocking_fee=restocking_fee_kept,
         actual_shipping_paid_by=payer,
         actual_returnless=returnless,
     )
