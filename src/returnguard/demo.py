@@ -35,6 +35,7 @@ from returnguard.auth.models import Organization, Role
 from returnguard.auth.service import Actor
 from returnguard.domain.reasons import ReasonClass, ReasonCode
 from returnguard.domain.returns import ReturnAction, ReturnStatus
+from returnguard.fx import service as fx
 from returnguard.kit.db import Database
 from returnguard.kit.schemas import MoneyIn
 from returnguard.orders import service as orders
@@ -384,6 +385,8 @@ def _return_plan() -> list[PlanItem]:
     return plan
 
 
+# USD per EUR, this month first, then one per month before it.
+DEMO_USD_RATES = ("1.0562", "1.0741", "1.0893", "1.0952", "1.0815", "1.0768", "1.0904", "1.1012")
 REASON_WEIGHTS = _reason_weights()
 RETURN_PLAN = _return_plan()
 
@@ -459,6 +462,17 @@ def load_demo(db: Database, *, seed: int = DEMO_SEED, now: datetime | None = Non
         org_id = org.id
         plain = _admin_key(session, org_id, "admin (demo)")
         staff = _setup(session, org_id)
+        # Monthly EUR/USD reference rates, so reports in EUR include the US shop.
+        for months_back, rate in enumerate(DEMO_USD_RATES):
+            fx.set_rate(
+                session,
+                staff.system,
+                day=(now - timedelta(days=30 * months_back)).date(),
+                base="EUR",
+                quote="USD",
+                rate=Decimal(rate),
+                source="demo",
+            )
         catalogue = _catalogue()
         for product in catalogue:
             orders.upsert_product(
@@ -954,6 +968,8 @@ def _to_state(sc: Scenario, target: ReturnStatus) -> None:
     elif target == S.IN_TRANSIT:
         _decide(sc)
         sc.ship()
+        if sc.order.channel == "amazon-de" and rng.random() < 0.5:
+            _refund_at_first_scan(sc)
     elif target == S.RECEIVED:
         _decide(sc)
         if rng.random() < 0.8:  # the others arrive without a registered shipment
@@ -985,6 +1001,33 @@ def _to_state(sc: Scenario, target: ReturnStatus) -> None:
         _disputed(sc)
     else:
         raise ValueError(f"the demo cannot reach {target.value}")
+
+
+def _refund_at_first_scan(sc: Scenario) -> None:
+    """Amazon refunds some buyers when the carrier first scans the parcel: finance records
+    it as an override, and until the goods are back it is money at risk."""
+    lines = [
+        RefundLineIn(return_line_id=ln.id, quantity=ln.approved - ln.refunded)
+        for ln in sc.ret.lines
+        if ln.approved > ln.refunded
+    ]
+    try:
+        refund, _ = refunds.create_refund(
+            sc.session,
+            sc.staff.finance,
+            sc.ret.id,
+            f"demo-scan-{sc.ret.id}",
+            RefundIn(
+                lines=lines,
+                reason="refunded by Amazon at first carrier scan",
+                override_reason="Amazon refunds at first scan; recorded to match Seller Central",
+            ),
+        )
+    except refunds.RefundRefused:
+        return  # a watchlisted buyer or a valuable item: no money before inspection
+    refunds.settle(
+        sc.session, sc.staff.finance, refund.id, paid=True, note="SC-" + _digits(sc.rng, 10)
+    )
 
 
 def _refunded(sc: Scenario) -> None:
