@@ -366,3 +366,34 @@ def test_reconcile_lists_and_fixes_refunds_out_of_step(
     with db.session() as session:
         statuses = set(session.scalars(select(Refund.status)))
     assert statuses == {"succeeded"}
+
+
+def test_a_named_manual_account_is_settled_by_finance_and_skipped_by_reconcile(
+    api: Api, db: Database
+) -> None:
+    api.channel()
+    r = api.post("/api/v1/refund-providers", {"name": "seller-central", "kind": "manual"})
+    assert r.status_code == 201, r.text
+    r = api.client.put(
+        "/api/v1/channels/amazon-de/refund-provider",
+        json={"provider": "seller-central"},
+        headers=api.tenant.headers,
+    )
+    assert r.status_code == 200, r.text
+    order = api.order(quantity=1, price="19.99")
+    ret = api.open_return(order)
+    api.post(f"/api/v1/returns/{ret['id']}/approve", {})
+    api.post(
+        f"/api/v1/returns/{ret['id']}/receive",
+        {"lines": [{"return_line_id": ret["lines"][0]["id"], "quantity": 1}]},
+    )
+    refund = _refund(api, ret, "sc-1")
+    assert (refund["status"], refund["provider"]) == ("pending", "manual")
+    with db.session() as session:
+        assert not session.scalars(select(OutboxMessage.id)).all()
+    result = CliRunner().invoke(
+        cli, ["refunds", "reconcile", "--database-url", db.url], catch_exceptions=False
+    )
+    assert result.exit_code == 0 and "0 refunds checked" in result.output
+    paid = api.post(f"/api/v1/refunds/{refund['id']}/settle", {"reference": "SC-1"})
+    assert paid.status_code == 200 and paid.json()["status"] == "succeeded"

@@ -200,6 +200,7 @@ def reconcile(
     with db.session() as session:
         stmt = select(Refund).where(
             Refund.provider_id.is_not(None),
+            Refund.provider != service.MANUAL,  # a named manual account has no API to ask
             Refund.status.in_((service.PENDING, service.SUCCEEDED, service.FAILED)),
             Refund.created_at >= utcnow() - since,
         )
