@@ -76,6 +76,16 @@ def test_refunds_need_a_key_and_a_refundable_return(api: Api) -> None:
     fresh = api.open_return(api.order("302-0000002-0000002"))
     r = _refund(api, fresh, "k-requested")
     assert r.status_code == 409 and r.json()["code"] == "refund_state"
+    # Rejected and cancelled returns never pay out, not even with a finance override.
+    rejected = api.open_return(api.order("302-0000003-0000003"))
+    assert api.post(f"/api/v1/returns/{rejected['id']}/reject", {"reason": "no"}).status_code == 200
+    cancelled = api.open_return(api.order("302-0000004-0000004"))
+    assert api.post(f"/api/v1/returns/{cancelled['id']}/cancel", {"reason": "x"}).status_code == 200
+    for ret_, status in ((rejected, "rejected"), (cancelled, "cancelled")):
+        r = _refund(api, ret_, f"k-{status}", override_reason="buyer insists")
+        assert r.status_code == 409 and r.json()["code"] == "refund_state", r.text
+        assert r.json()["current_status"] == status
+    assert api.get(f"/api/v1/returns/{rejected['id']}/refunds").json() == []
 
 
 def test_no_money_before_the_goods_without_an_override(
