@@ -192,6 +192,10 @@ class LineRefundRequest:
     quantity: int
     already_refunded: int = 0
     """Units of this order line refunded before, by any refund of any return."""
+    occupied: tuple[tuple[int, int], ...] | None = None
+    """The unit positions live refunds of this line hold, as ``(start, count)`` runs.
+    When given, this refund takes the lowest free positions (a failed or cancelled refund
+    gives its positions back); when None, units ``[0, already_refunded)`` are taken."""
     restocking_fee: RestockingFeeTerms | None = None
     fee_already_charged: int = 0
     """Restocking fee already kept on this line by earlier refunds (counts toward the cap)."""
@@ -217,6 +221,8 @@ class RefundLine:
     restocking_fee: int
     total: int
     keep_percent: Decimal | None = None
+    positions: tuple[tuple[int, int], ...] = ()
+    """The unit positions of the order line this refund holds, as ``(start, count)`` runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,20 +288,52 @@ def compute_refund(
     )
 
 
+def runs(positions: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """Sorted unit positions as ``(start, count)`` runs of consecutive units."""
+    found: list[tuple[int, int]] = []
+    for position in sorted(positions):
+        if found and found[-1][0] + found[-1][1] == position:
+            found[-1] = (found[-1][0], found[-1][1] + 1)
+        else:
+            found.append((position, 1))
+    return tuple(found)
+
+
+def free_positions(
+    units: int, count: int, occupied: Sequence[tuple[int, int]]
+) -> tuple[tuple[int, int], ...]:
+    """The lowest ``count`` unit positions of a line of ``units`` not in ``occupied``."""
+    taken: set[int] = set()
+    for start, length in occupied:
+        if start < 0 or length < 0 or start + length > units:
+            raise ValueError(f"units [{start}, {start + length}) are outside the line's {units}")
+        span = set(range(start, start + length))
+        if span & taken:
+            raise ValueError(f"unit positions [{start}, {start + length}) are held twice")
+        taken |= span
+    free = [p for p in range(units) if p not in taken][:count]
+    if len(free) < count:
+        raise ValueError(f"cannot refund {count} unit(s) after {len(taken)}; the line has {units}")
+    return runs(free)
+
+
 def _refund_line(
     request: LineRefundRequest, line: _LineTotals, *, refund_outbound_shipping: bool
 ) -> RefundLine:
-    start, count, units = request.already_refunded, request.quantity, line.quantity
+    count, units = request.quantity, line.quantity
     if count <= 0:
         raise ValueError(f"order line {request.order_line_id}: refund at least one unit")
-    if start < 0 or start + count > units:
-        raise ValueError(
-            f"order line {request.order_line_id}: cannot refund {count} unit(s) after "
-            f"{start}; the line has {units}"
-        )
+    occupied = request.occupied
+    if occupied is None:
+        occupied = ((0, request.already_refunded),) if request.already_refunded else ()
+    try:
+        positions = free_positions(units, count, occupied)
+    except ValueError as exc:
+        raise ValueError(f"order line {request.order_line_id}: {exc}") from None
 
     def share(total: int) -> int:
-        return unit_share(total, units, start, count)
+        # Each unit position carries a fixed share; shares of all positions sum to total.
+        return sum(unit_share(total, units, start, length) for start, length in positions)
 
     item, tax, discount = share(line.item), share(line.tax), share(line.discount)
     shipping = share(line.shipping) if refund_outbound_shipping else 0
@@ -338,6 +376,7 @@ def _refund_line(
         restocking_fee=fee,
         total=total,
         keep_percent=request.keep_percent,
+        positions=positions,
     )
 
 

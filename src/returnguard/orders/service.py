@@ -6,17 +6,20 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from returnguard.audit import service as audit
 from returnguard.auth.service import Actor
 from returnguard.errors import Conflict, InvalidInput, NotFound
+from returnguard.kit.money import Money
 from returnguard.kit.schemas import MoneyIn
 from returnguard.orders import repository as repo
 from returnguard.orders.models import Buyer, Channel, Order, OrderLine, Product
 from returnguard.orders.schemas import BuyerIn, ChannelIn, OrderIn, OrderLineIn, ProductIn
 from returnguard.policies import service as policies
+from returnguard.refunds.models import Refund
 from returnguard.returns import repository as returns_repo
 
 
@@ -261,6 +264,51 @@ def _create_order(session: Session, actor: Actor, channel: Channel, data: OrderI
     return UpsertResult(order, created=True, changed=True)
 
 
+def _refund_conflicts(
+    session: Session, order: Order, data: OrderIn, by_ext: dict[str, OrderLine]
+) -> list[dict[str, str]]:
+    """Once money went back, what was paid is fixed: refunds were computed from it, and the
+    captured amount can never drop below what was refunded (DESIGN.md invariant 1)."""
+    live = list(
+        session.scalars(
+            select(Refund).where(
+                Refund.order_id == order.id, Refund.status.not_in(("failed", "cancelled"))
+            )
+        )
+    )
+    if not live:
+        return []
+    errors = []
+    spent = sum(r.amount_minor for r in live)
+    if data.captured.minor < spent:
+        errors.append(
+            {
+                "field": "captured",
+                "message": f"cannot drop below the {Money.from_minor(spent, order.currency)} "
+                "already refunded",
+            }
+        )
+    if (_minor(data.shipping), _minor(data.shipping_tax)) != (
+        order.shipping_minor,
+        order.shipping_tax_minor,
+    ):
+        errors.append({"field": "shipping", "message": "cannot change: the order has refunds"})
+    refunded_lines = {str(part["order_line_id"]) for r in live for part in r.lines}
+    for i, line_in in enumerate(data.lines):
+        existing = by_ext.get(line_in.external_id)
+        if existing is None or str(existing.id) not in refunded_lines:
+            continue
+        paid = (existing.unit_price_minor, existing.tax_minor, existing.discount_minor)
+        if (line_in.unit_price.minor, _minor(line_in.tax), _minor(line_in.discount)) != paid:
+            errors.append(
+                {
+                    "field": f"lines.{i}.unit_price",
+                    "message": "cannot change price, tax or discount: the line has refunds",
+                }
+            )
+    return errors
+
+
 def _update_order(
     session: Session, actor: Actor, channel: Channel, order: Order, data: OrderIn
 ) -> UpsertResult:
@@ -291,6 +339,7 @@ def _update_order(
                     f"returned; quantity cannot drop to {line_in.quantity}",
                 }
             )
+    errors.extend(_refund_conflicts(session, order, data, by_ext))
     if errors:
         raise OrderLineInUse(
             "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -135,6 +136,45 @@ def _refunded_units(session: Session, order_line_ids: list[uuid.UUID]) -> dict[u
     return {line_id: int(n or 0) for line_id, n in rows}
 
 
+@dataclass
+class _Held:
+    """What the live refunds of an order hold, per order line (by its id as text)."""
+
+    runs: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    legacy_units: dict[str, int] = field(default_factory=dict)
+    fees: dict[str, int] = field(default_factory=dict)
+
+    def positions(self, order_line_id: str, units: int) -> tuple[tuple[int, int], ...]:
+        """Unit positions held on the line; refunds recorded before positions were kept
+        are packed into the lowest positions left."""
+        held = list(self.runs.get(order_line_id, []))
+        legacy = self.legacy_units.get(order_line_id, 0)
+        if legacy:
+            taken = {p for start, n in held for p in range(start, start + n)}
+            free = [p for p in range(units) if p not in taken][:legacy]
+            held.extend(money.runs(free))
+        return tuple(held)
+
+
+def _held(session: Session, order_id: uuid.UUID) -> _Held:
+    held = _Held()
+    for lines in session.scalars(
+        select(Refund.lines)
+        .where(Refund.order_id == order_id, Refund.status.not_in(FREED))
+        .order_by(Refund.created_at)
+    ):
+        for part in lines:
+            key = str(part["order_line_id"])
+            held.fees[key] = held.fees.get(key, 0) + int(part.get("restocking_fee", 0))
+            if "positions" in part:
+                held.runs.setdefault(key, []).extend(
+                    (int(start), int(n)) for start, n in part["positions"]
+                )
+            else:
+                held.legacy_units[key] = held.legacy_units.get(key, 0) + int(part["quantity"])
+    return held
+
+
 def _settings(session: Session, ret: Return) -> dict[uuid.UUID, dict[str, Any]]:
     """The policy's settings per return line, from the latest decision (if any)."""
     decision = latest_decision(session, ret.organization_id, ret.id)
@@ -180,6 +220,8 @@ def create_refund(
     lines_by_id = {ln.id: ln for ln in ret.lines}
     settings = _settings(session, ret)
     already = _refunded_units(session, [ln.order_line_id for ln in ret.lines])
+    held = _held(session, order.id)
+    ordered = {ln.id: ln.quantity for ln in order.lines}
     requests: list[money.LineRefundRequest] = []
     quantities: dict[money.LineId, int] = {}
     for i, item in enumerate(body.lines):
@@ -208,7 +250,9 @@ def create_refund(
                 order_line_id=line.order_line_id,
                 quantity=item.quantity,
                 already_refunded=already.get(line.order_line_id, 0),
+                occupied=held.positions(str(line.order_line_id), ordered[line.order_line_id]),
                 restocking_fee=terms,
+                fee_already_charged=held.fees.get(str(line.order_line_id), 0),
                 keep_percent=Decimal(body.keep_percent) if body.keep_percent else None,
             )
         )
@@ -296,6 +340,7 @@ def create_refund(
                 "shipping_tax": part.shipping_tax,
                 "restocking_fee": part.restocking_fee,
                 "total": part.total,
+                "positions": [list(run) for run in part.positions],
             }
             for part in breakdown.lines
         ],
@@ -469,8 +514,40 @@ def send(session: Session, actor: Actor, refund_id: uuid.UUID) -> Refund:
                 f"{refund.created_by}, who granted it",
                 extra={"four_eyes_reason": refund.four_eyes_reason},
             )
+    _check_watchlist_before_sending(session, refund)
     _send(session, actor, refund)
     return refund
+
+
+def _check_watchlist_before_sending(session: Session, refund: Refund) -> None:
+    """A buyer put on the watchlist after the grant gets nothing before a passed inspection."""
+    order = session.get(Order, refund.order_id)
+    buyer_id = order.buyer_id if order else None
+    buyer = session.get(Buyer, buyer_id, with_for_update=True) if buyer_id else None
+    if buyer is None or not buyer.watchlisted:
+        return
+    ret = returns_repo.get(session, refund.organization_id, refund.return_id, lock=True)
+    assert ret is not None
+    lines = {str(ln.id): ln for ln in ret.lines}
+    violations = []
+    for part in refund.lines:
+        line = lines[part["return_line_id"]]
+        if line.refunded > line.passed:
+            violations.append(
+                money.Violation(
+                    code="watchlisted_needs_inspection",
+                    invariant=3,
+                    status=409,
+                    message=(
+                        f"the buyer was put on the watchlist after this refund was granted: "
+                        f"{line.refunded} unit(s) granted, {line.passed} passed inspection"
+                    ),
+                    numbers={"granted_units": line.refunded, "passed": line.passed},
+                    order_line_id=line.order_line_id,
+                )
+            )
+    if violations:
+        raise RefundRefused(violations)
 
 
 def cancel(session: Session, actor: Actor, refund_id: uuid.UUID, reason: str) -> Refund:

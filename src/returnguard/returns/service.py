@@ -16,6 +16,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from returnguard.audit import service as audit
@@ -37,6 +38,7 @@ from returnguard.orders import repository as orders_repo
 from returnguard.outbox.service import publish_webhook_event
 from returnguard.policies import service as policies
 from returnguard.policies.service import Decided
+from returnguard.refunds.models import Refund
 from returnguard.returns import repository as repo
 from returnguard.returns.models import Inspection, Receipt, Return, ReturnLine, Shipment
 from returnguard.returns.schemas import (
@@ -220,6 +222,26 @@ def _webhook_data(ret: Return, previous: str | None = None) -> dict[str, Any]:
 Mutation = Callable[[Return], dict[str, Any] | None]
 
 
+class ReturnHasRefunds(Conflict):
+    code = "return_has_refunds"
+    title = "The return has refunds"
+
+
+# Actions that let go of the return's units: never while money is granted or paid for them.
+_RELEASING = frozenset({ReturnAction.CANCEL, ReturnAction.REJECT})
+
+
+def _live_refunds(session: Session, return_id: uuid.UUID) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Refund)
+            .where(Refund.return_id == return_id, Refund.status.not_in(("failed", "cancelled")))
+        )
+        or 0
+    )
+
+
 def transition(
     session: Session,
     actor: Actor,
@@ -251,6 +273,12 @@ def transition(
                 "allowed_next_statuses": LIFECYCLE.allowed_next_statuses(current),
             },
         ) from None
+    if action in _RELEASING and _live_refunds(session, ret.id):
+        raise ReturnHasRefunds(
+            f"cannot {action.value}: the return has refunds that are granted, sent or paid; "
+            "cancel the granted ones first (a paid refund keeps the return open)",
+            extra={"current_status": current.value},
+        )
     before = _snapshot(ret)
     version = ret.version
     try:

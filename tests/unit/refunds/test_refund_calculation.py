@@ -394,3 +394,49 @@ def test_random_partial_refunds_never_exceed_what_was_paid(
             assert refunded_money[str(line_id)] <= paid_per_line[line_id]
         refunded_total += refund.total
         assert refunded_total <= order.paid_total
+
+
+def test_a_freed_position_is_taken_again_with_its_own_share() -> None:
+    """2 units, tax 5 for the line: the units carry 2 and 3 cents of it. The unit a
+    cancelled refund held (position 0) is the next one refunded, at its own share."""
+    from returnguard.domain.refunds import free_positions
+
+    order = PaidOrder("EUR", (PaidLine("a", 2, 1000, tax=5),))
+    second = compute_refund(
+        order, [LineRefundRequest("a", 1, occupied=((0, 1),))]
+    )  # position 0 is held by a live refund
+    assert second.lines[0].positions == ((1, 1),) and second.total == 1003
+    # The refund holding position 0 was cancelled: only position 1 is still held.
+    third = compute_refund(order, [LineRefundRequest("a", 1, occupied=((1, 1),))])
+    assert third.lines[0].positions == ((0, 1),) and third.total == 1002
+    assert second.total + third.total == order.paid_total
+    assert free_positions(5, 3, ((1, 1), (3, 1))) == ((0, 1), (2, 1), (4, 1))
+    with pytest.raises(ValueError, match="cannot refund 2 unit"):
+        free_positions(2, 2, ((0, 1),))
+    with pytest.raises(ValueError, match="held twice"):
+        free_positions(3, 1, ((0, 2), (1, 1)))
+
+
+@given(
+    quantity=st.integers(1, 6),
+    tax=st.integers(0, 999),
+    order_of_refunds=st.permutations(range(6)),
+)
+def test_positions_refunded_in_any_order_give_back_exactly_what_was_paid(
+    quantity: int, tax: int, order_of_refunds: list[int]
+) -> None:
+    """Refund unit by unit, cancelling every other refund before refunding again: the
+    units still held always sum to their positions' shares, and all of them to the line."""
+    order = PaidOrder("EUR", (PaidLine("a", quantity, 333, tax=tax, discount=quantity),))
+    held: dict[tuple[tuple[int, int], ...], int] = {}
+    for step in order_of_refunds[:quantity]:
+        occupied = tuple(run for runs in held for run in runs)
+        refund = compute_refund(order, [LineRefundRequest("a", 1, occupied=occupied)])
+        held[refund.lines[0].positions] = refund.total
+        if step % 2 and len(held) < quantity:
+            # Cancel it and refund the same unit again: it gets the same share back.
+            again = held.pop(refund.lines[0].positions)
+            redo = compute_refund(order, [LineRefundRequest("a", 1, occupied=occupied)])
+            assert redo.total == again
+            held[redo.lines[0].positions] = redo.total
+    assert sum(held.values()) == order.paid_total
