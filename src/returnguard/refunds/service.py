@@ -358,13 +358,11 @@ def create_refund(
     for part in breakdown.lines:
         by_order_line[part.order_line_id].refunded += part.quantity
     session.flush()
-    audit.record(
+    _event(
         session,
         actor,
-        subject_type="refund",
-        subject_id=refund.id,
-        return_id=ret.id,
-        action="refund.granted",
+        refund,
+        "refund.granted",
         after={
             "amount": format(breakdown.total_money.amount, "f"),
             "currency": order.currency,
@@ -378,6 +376,30 @@ def create_refund(
     if body.send and four_eyes_reason is None:
         _send(session, actor, refund, ret)
     return refund, True
+
+
+def _event(
+    session: Session,
+    actor: Actor,
+    refund: Refund,
+    action: str,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """A refund's step on its return's timeline, in the same transaction."""
+    audit.record(
+        session,
+        actor,
+        subject_type="refund",
+        subject_id=refund.id,
+        return_id=refund.return_id,
+        action=action,
+        before=before,
+        after=after,
+        data=data,
+    )
 
 
 def identity(actor: Actor) -> str:
@@ -450,13 +472,11 @@ def _send(session: Session, actor: Actor, refund: Refund, ret: Return | None = N
     refund.updated_at = utcnow()
     if refund.provider != MANUAL:
         queue_send(session, refund)
-    audit.record(
+    _event(
         session,
         actor,
-        subject_type="refund",
-        subject_id=refund.id,
-        return_id=refund.return_id,
-        action="refund.sent",
+        refund,
+        "refund.sent",
         before={"status": GRANTED},
         after={"status": PENDING, "provider": refund.provider},
     )
@@ -560,13 +580,11 @@ def cancel(session: Session, actor: Actor, refund_id: uuid.UUID, reason: str) ->
         )
     refund.status, refund.failure, refund.updated_at = CANCELLED, reason, utcnow()
     free_units(session, refund)
-    audit.record(
+    _event(
         session,
         actor,
-        subject_type="refund",
-        subject_id=refund.id,
-        return_id=refund.return_id,
-        action="refund.cancelled",
+        refund,
+        "refund.cancelled",
         before={"status": GRANTED},
         after={"status": CANCELLED},
         data={"reason": reason},
@@ -660,13 +678,11 @@ def mark_succeeded(
     refund.provider_status = provider_status
     refund.last_error = None
     refund.settled_at = refund.updated_at = utcnow()
-    audit.record(
+    _event(
         session,
         actor,
-        subject_type="refund",
-        subject_id=refund.id,
-        return_id=refund.return_id,
-        action="refund.succeeded",
+        refund,
+        "refund.succeeded",
         before={"status": before},
         after={"status": SUCCEEDED},
         data={"reference": reference},
@@ -691,13 +707,11 @@ def mark_failed(
     refund.provider_status = provider_status
     refund.settled_at = refund.updated_at = utcnow()
     free_units(session, refund)
-    audit.record(
+    _event(
         session,
         actor,
-        subject_type="refund",
-        subject_id=refund.id,
-        return_id=refund.return_id,
-        action="refund.failed",
+        refund,
+        "refund.failed",
         before={"status": before},
         after={"status": FAILED},
         data={"failure": failure, "code": code},
