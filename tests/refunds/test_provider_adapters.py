@@ -875,7 +875,7 @@ def test_shopify_uses_the_configured_api_version(http: httpx.Client) -> None:
     [
         (
             "refund_create_over_refundable",
-            "already_refunded",
+            "exceeds_refundable_at_provider",
             "Amount can't be greater than the refundable amount",
         ),
         (

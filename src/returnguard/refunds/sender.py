@@ -41,6 +41,8 @@ from returnguard.refunds.providers.base import (
 
 log = logging.getLogger("returnguard.refunds")
 SENDER_LABEL = "refund sender"
+# Refusals that an earlier call of ours (that got through) would also cause.
+_MAYBE_OURS = frozenset({"already_refunded", "exceeds_refundable_at_provider"})
 
 
 def provider_key(refund: Refund) -> str:
@@ -120,7 +122,7 @@ class RefundSender:
                     raise ProviderError(f"{job.kind}: refund {job.reference} not found")
             else:
                 result = adapter.send(job.request)
-                if result.state is ProviderState.FAILED and result.code == "already_refunded":
+                if result.state is ProviderState.FAILED and result.code in _MAYBE_OURS:
                     result = self._ours_after_all(adapter, job) or result
         except ProviderError as exc:
             self._note_error(job.refund_id, str(exc))

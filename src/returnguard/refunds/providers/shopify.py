@@ -153,11 +153,13 @@ class ShopifyAdapter:
         if user_errors:
             message = "; ".join(str(e.get("message")) for e in user_errors)[:500]
             lowered = message.lower()
-            code = (
-                "already_refunded"
-                if "already been refunded" in lowered or "refundable" in lowered
-                else "rejected"
-            )
+            if "already been refunded" in lowered:
+                code = "already_refunded"
+            elif "refundable" in lowered:
+                # Less is left to refund than asked: part of it went back some other way.
+                code = "exceeds_refundable_at_provider"
+            else:
+                code = "rejected"
             return ProviderResult(ProviderState.FAILED, code=code, message=message, raw=payload)
         refund = payload.get("refund")
         if not refund or not refund.get("id"):
