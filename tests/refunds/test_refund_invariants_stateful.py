@@ -843,7 +843,13 @@ class RefundMachine(RuleBasedStateMachine):
     def _sent(self, refund: ModelRefund) -> None:
         refund.events.append("refund.sent")
         ret = self.returns[refund.return_id]
-        if ret.status in LIFECYCLE.edges[A.REFUND].sources:
+        # Lost or disputed: refunded at once; received: once every unit is settled.
+        settled = all(
+            ln.q.refunded + ln.q.inspected - ln.q.passed >= ln.q.approved for ln in ret.lines
+        )
+        if ret.status in (S.LOST, S.DISPUTED) or (
+            ret.status in (S.RECEIVED, S.INSPECTED) and settled
+        ):
             ret.status = S.REFUNDED
 
     @rule(key=keys, data=st.data())

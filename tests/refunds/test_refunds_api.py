@@ -48,7 +48,8 @@ def test_refund_is_computed_exactly_and_only_once_per_key(api: Api) -> None:
     refund = r.json()
     assert refund["amount"] == {"amount": "19.99", "currency": "EUR"}
     assert refund["status"] == "pending" and refund["provider"] == "manual"
-    assert api.get(f"/api/v1/returns/{ret['id']}").json()["status"] == "refunded"
+    # One unit of two: the return is refunded once every unit is settled.
+    assert api.get(f"/api/v1/returns/{ret['id']}").json()["status"] == "inspected"
 
     again = _refund(api, ret, "k-1")
     assert again.status_code == 200 and again.json()["id"] == refund["id"]
@@ -58,7 +59,9 @@ def test_refund_is_computed_exactly_and_only_once_per_key(api: Api) -> None:
     second = _refund(api, ret, "k-2")
     assert second.status_code == 201
     # Both units refunded: the line's quantities say so, and nothing more can go out.
-    line = api.get(f"/api/v1/returns/{ret['id']}").json()["lines"][0]["quantities"]
+    after = api.get(f"/api/v1/returns/{ret['id']}").json()
+    assert after["status"] == "refunded"
+    line = after["lines"][0]["quantities"]
     assert line["refunded"] == 2
     third = _refund(api, ret, "k-3")
     assert third.status_code == 409
@@ -178,3 +181,27 @@ def test_the_policy_decides_what_must_happen_before_money_moves(api: Api) -> Non
     r = _refund(api, cheap, "pol-cheap")
     assert r.status_code == 201, r.text
     assert r.json()["amount"] == {"amount": "5.00", "currency": "EUR"}
+
+
+def test_a_second_parcel_is_received_after_the_first_units_were_refunded(api: Api) -> None:
+    """Two units approved, one arrives and is refunded: the return waits for the other."""
+    api.channel()
+    order = api.order(quantity=2, price="19.99")
+    ret = api.open_return(order, quantity=2)
+    rid, line = ret["id"], ret["lines"][0]["id"]
+    assert api.post(f"/api/v1/returns/{rid}/approve", {}).status_code == 200
+    one = {"lines": [{"return_line_id": line, "quantity": 1}]}
+    assert api.post(f"/api/v1/returns/{rid}/receive", one).status_code == 200
+    assert _refund(api, ret, "first-parcel").status_code == 201
+    assert api.get(f"/api/v1/returns/{rid}").json()["status"] == "received"
+    r = api.post(f"/api/v1/returns/{rid}/receive", one)
+    assert r.status_code == 200, r.text
+    inspected = api.post(
+        f"/api/v1/returns/{rid}/inspections",
+        {"lines": [{"return_line_id": line, "passed": 2, "failed": 0}]},
+    )
+    assert inspected.status_code == 200, inspected.text
+    assert _refund(api, ret, "second-parcel").status_code == 201
+    after = api.get(f"/api/v1/returns/{rid}").json()
+    assert after["status"] == "refunded"
+    assert after["lines"][0]["quantities"]["refunded"] == 2

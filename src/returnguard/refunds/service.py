@@ -204,10 +204,9 @@ def create_refund(
     ret = returns_repo.get(session, actor.organization_id, return_id, lock=True)
     assert ret is not None
     status = ReturnStatus(ret.status)
-    moves_to_refunded = LIFECYCLE.edges[ReturnAction.REFUND].sources
     # Before receipt (approved, in transit) or settled without the goods (resolved) the
     # status stays; whether units may be refunded then is the guard's decision.
-    refundable_states = moves_to_refunded | {
+    refundable_states = LIFECYCLE.edges[ReturnAction.REFUND].sources | {
         ReturnStatus.RESOLVED,
         ReturnStatus.APPROVED,
         ReturnStatus.IN_TRANSIT,
@@ -483,10 +482,22 @@ def _send(session: Session, actor: Actor, refund: Refund, ret: Return | None = N
     if ret is None:
         ret = returns_repo.get(session, refund.organization_id, refund.return_id, lock=True)
         assert ret is not None
-    if ReturnStatus(ret.status) in LIFECYCLE.edges[ReturnAction.REFUND].sources:
+    if moves_to_refunded(ret):
         returns_service.transition(
             session, actor, ret.id, ReturnAction.REFUND, lambda r: {"refund_id": refund.id}
         )
+
+
+def moves_to_refunded(ret: Return) -> bool:
+    """A lost or disputed return is refunded by its first refund; a received one only once
+    every approved unit is settled (refunded, or failed inspection), so a second parcel
+    of a partly received return can still be received and inspected."""
+    status = ReturnStatus(ret.status)
+    if status in (ReturnStatus.LOST, ReturnStatus.DISPUTED):
+        return True
+    if status not in (ReturnStatus.RECEIVED, ReturnStatus.INSPECTED):
+        return False
+    return all(ln.refunded + (ln.inspected - ln.passed) >= ln.approved for ln in ret.lines)
 
 
 def queue_send(session: Session, refund: Refund) -> None:
