@@ -81,6 +81,22 @@ def _wipe(db: Database) -> None:
                 conn.execute(text(f"DELETE FROM {table}"))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked `postgresql_only` runs on PostgreSQL only: its SQLite run is not
+    collected at all (deselected, so it is never reported as a skip)."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("db_url") if callspec else None
+        if item.get_closest_marker("postgresql_only") and backend == "sqlite":
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest) -> str:
     name = "postgres_url" if request.param == "postgresql" else "sqlite_url"

@@ -191,11 +191,11 @@ def test_entries_cannot_be_changed_or_deleted(api: Api, db: Database, shop: dict
         assert row is not None and row.amount_minor == -420
 
 
+@pytest.mark.postgresql_only  # the trigger; SQLite relies on the session guard above
 def test_postgresql_itself_refuses_updates_and_deletes(
     api: Api, db: Database, shop: dict[str, Any]
 ) -> None:
-    if db.dialect != "postgresql":
-        pytest.skip("the trigger exists on PostgreSQL only; SQLite relies on the session guard")
+    assert db.dialect == "postgresql"
     booked = ok(api.post(LEDGER, entry(shop)), 201)
     for statement in (
         "UPDATE ledger_entries SET amount_minor = 0 WHERE id = :id",

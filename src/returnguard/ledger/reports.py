@@ -44,7 +44,7 @@ from returnguard.kit.money import Money, minor_digits
 from returnguard.ledger import repository as repo
 from returnguard.ledger.models import LedgerEntry
 from returnguard.orders.models import Channel, Order, OrderLine, Product
-from returnguard.refunds.models import Refund
+from returnguard.refunds.models import SUCCEEDED, Refund
 from returnguard.returns.models import Return, ReturnLine
 
 
@@ -502,7 +502,6 @@ def reserve(
 
 # --- money at risk ------------------------------------------------------------------------
 
-SUCCEEDED = "succeeded"
 # Goods are never expected back for these: a returnless refund or a kept item.
 NO_GOODS_EXPECTED = (ReturnStatus.RESOLVED.value,)
 
@@ -609,27 +608,12 @@ def money_at_risk(
                     exposure=exposure,
                 )
             )
-            not_received = (
-                convert(
-                    exposure.not_received,
-                    refund.currency,
-                    exposure.settled_on,
-                    what="refund",
-                    ref=refund.id,
-                )
-                if exposure.not_received
+            # A zero amount needs no rate (and is not reported as missing one).
+            not_received, not_inspected = (
+                convert(amount, refund.currency, exposure.settled_on, what="refund", ref=refund.id)
+                if amount
                 else 0
-            )
-            not_inspected = (
-                convert(
-                    exposure.not_inspected,
-                    refund.currency,
-                    exposure.settled_on,
-                    what="refund",
-                    ref=refund.id,
-                )
-                if exposure.not_inspected
-                else 0
+                for amount in (exposure.not_received, exposure.not_inspected)
             )
             if not_received is None or not_inspected is None:
                 continue

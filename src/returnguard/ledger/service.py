@@ -37,11 +37,10 @@ from returnguard.ledger.models import LedgerEntry
 from returnguard.ledger.schemas import EntryIn
 from returnguard.orders.models import Channel, Order, OrderLine, Product
 from returnguard.orders.repository import products_by_sku
-from returnguard.refunds.models import Refund
+from returnguard.refunds.models import SUCCEEDED, Refund
 from returnguard.returns import repository as returns_repo
 from returnguard.returns.models import Return, ReturnLine
 
-SUCCEEDED = "succeeded"
 # A day of slack for "not in the future": the user's today may be our tomorrow.
 _FUTURE_SLACK = timedelta(days=1)
 

@@ -19,7 +19,7 @@ from returnguard.orders import repository as repo
 from returnguard.orders.models import Buyer, Channel, Order, OrderLine, Product
 from returnguard.orders.schemas import BuyerIn, ChannelIn, OrderIn, OrderLineIn, ProductIn
 from returnguard.policies import service as policies
-from returnguard.refunds.models import Refund
+from returnguard.refunds.models import FREED, Refund
 from returnguard.returns import repository as returns_repo
 
 
@@ -271,9 +271,7 @@ def _refund_conflicts(
     captured amount can never drop below what was refunded (DESIGN.md invariant 1)."""
     live = list(
         session.scalars(
-            select(Refund).where(
-                Refund.order_id == order.id, Refund.status.not_in(("failed", "cancelled"))
-            )
+            select(Refund).where(Refund.order_id == order.id, Refund.status.not_in(FREED))
         )
     )
     if not live:

@@ -18,6 +18,12 @@ from sqlalchemy.sql.expression import false, true
 
 from returnguard.kit.db import Base, UTCDateTime, new_id, utcnow
 
+# A refund's statuses. Failed and cancelled refunds free their amount and units again;
+# every other status holds them.
+GRANTED, PENDING, SUCCEEDED = "granted", "pending", "succeeded"
+FAILED, CANCELLED = "failed", "cancelled"
+FREED = (FAILED, CANCELLED)
+
 
 class RefundProvider(Base):
     """A payment account refunds are paid out through: manual, Shopify, Stripe or PayPal.

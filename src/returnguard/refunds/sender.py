@@ -28,7 +28,7 @@ from returnguard.orders.models import Order, OrderLine
 from returnguard.outbox.models import OutboxMessage
 from returnguard.outbox.worker import Outcome
 from returnguard.refunds import service
-from returnguard.refunds.models import Refund, RefundProvider
+from returnguard.refunds.models import FAILED, PENDING, SUCCEEDED, Refund, RefundProvider
 from returnguard.refunds.providers import adapter_for
 from returnguard.refunds.providers.base import (
     ProviderError,
@@ -108,7 +108,7 @@ class RefundSender:
             refund = session.get(Refund, refund_id)
             if refund is None:
                 return Outcome(False, f"refund {refund_id} not found", retry=False)
-            if refund.status != service.PENDING:
+            if refund.status != PENDING:
                 return Outcome(True)  # already settled (by an earlier attempt or reconcile)
             job = _job(session, refund)
         if job is None:
@@ -139,14 +139,14 @@ class RefundSender:
     def _note_error(self, refund_id: uuid.UUID, error: str) -> None:
         with self.db.session() as session:
             refund = session.get(Refund, refund_id, with_for_update=True)
-            if refund is not None and refund.status == service.PENDING:
+            if refund is not None and refund.status == PENDING:
                 refund.last_error, refund.updated_at = error[:2000], utcnow()
 
     def apply(self, refund_id: uuid.UUID, result: ProviderResult) -> Outcome:
         """Record the provider's answer on a pending refund (once; later answers are moot)."""
         with self.db.session() as session:
             refund = session.get(Refund, refund_id, with_for_update=True)
-            if refund is None or refund.status != service.PENDING:
+            if refund is None or refund.status != PENDING:
                 return Outcome(True)
             actor = Actor.system(refund.organization_id, SENDER_LABEL)
             if result.state is ProviderState.SUCCEEDED:
@@ -203,7 +203,7 @@ def reconcile(
         stmt = select(Refund).where(
             Refund.provider_id.is_not(None),
             Refund.provider != service.MANUAL,  # a named manual account has no API to ask
-            Refund.status.in_((service.PENDING, service.SUCCEEDED, service.FAILED)),
+            Refund.status.in_((PENDING, SUCCEEDED, FAILED)),
             Refund.created_at >= utcnow() - since,
         )
         if organization_id is not None:
@@ -224,19 +224,19 @@ def reconcile(
             note = f"could not ask the provider: {exc}"
         else:
             note = ""
-        if theirs == ours or (ours == service.FAILED and theirs == "missing"):
+        if theirs == ours or (ours == FAILED and theirs == "missing"):
             continue
         just_sent = sent_at is not None and utcnow() - sent_at < in_flight
-        if ours == service.PENDING and theirs == "missing" and just_sent:
+        if ours == PENDING and theirs == "missing" and just_sent:
             continue  # the worker is on it
         fixed = False
-        if apply and ours == service.PENDING and found is not None and theirs != "pending":
+        if apply and ours == PENDING and found is not None and theirs != "pending":
             sender.apply(job.refund_id, found)
             fixed = True
-        elif apply and ours == service.PENDING and theirs == "missing":
+        elif apply and ours == PENDING and theirs == "missing":
             with db.session() as session:
                 row = session.get(Refund, job.refund_id, with_for_update=True)
-                if row is not None and row.status == service.PENDING:
+                if row is not None and row.status == PENDING:
                     _requeue(session, row)
                     fixed = True
         mismatches.append(
@@ -267,14 +267,14 @@ def _requeue(session: Any, refund: Refund) -> None:
 
 
 def _explain(ours: str, theirs: str) -> str:
-    if ours == service.FAILED and theirs == service.SUCCEEDED:
+    if ours == FAILED and theirs == SUCCEEDED:
         return (
             "paid at the provider but failed here: its units were freed; check for a double refund"
         )
-    if ours == service.SUCCEEDED and theirs == "missing":
+    if ours == SUCCEEDED and theirs == "missing":
         return "paid here but the provider has no such refund"
-    if ours == service.PENDING and theirs == "missing":
+    if ours == PENDING and theirs == "missing":
         return "sent but the provider never received it; --apply sends it again with the same key"
-    if ours == service.PENDING:
+    if ours == PENDING:
         return f"the provider says {theirs}; --apply records it"
     return f"ReturnGuard says {ours}, the provider says {theirs}"

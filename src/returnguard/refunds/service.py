@@ -34,16 +34,21 @@ from returnguard.orders.models import Buyer, Channel, Order
 from returnguard.outbox.models import OutboxMessage
 from returnguard.outbox.service import mark_outbox_written
 from returnguard.policies.service import latest_decision
-from returnguard.refunds.models import Refund, RefundProvider
+from returnguard.refunds.models import (
+    CANCELLED,
+    FAILED,
+    FREED,
+    GRANTED,
+    PENDING,
+    SUCCEEDED,
+    Refund,
+    RefundProvider,
+)
 from returnguard.refunds.schemas import RefundIn
 from returnguard.returns import repository as returns_repo
 from returnguard.returns import service as returns_service
 from returnguard.returns.models import Return, ReturnLine, Shipment
 
-GRANTED, PENDING, SUCCEEDED = "granted", "pending", "succeeded"
-FAILED, CANCELLED = "failed", "cancelled"
-# Statuses whose amount and units are spent: everything but failed and cancelled.
-FREED = (FAILED, CANCELLED)
 MANUAL = "manual"
 REFUND_TOPIC = "refund.send"
 
@@ -115,31 +120,11 @@ def _replay(found: Refund, request_hash: str) -> Refund:
     return found
 
 
-def _spent(session: Session, order_id: uuid.UUID) -> int:
-    return int(
-        session.scalar(
-            select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-                Refund.order_id == order_id, Refund.status.not_in(FREED)
-            )
-        )
-        or 0
-    )
-
-
-def _refunded_units(session: Session, order_line_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """Units of each order line refunded (or pending) across every return of the order."""
-    rows = session.execute(
-        select(ReturnLine.order_line_id, func.sum(ReturnLine.refunded))
-        .where(ReturnLine.order_line_id.in_(order_line_ids))
-        .group_by(ReturnLine.order_line_id)
-    )
-    return {line_id: int(n or 0) for line_id, n in rows}
-
-
 @dataclass
 class _Held:
     """What the live refunds of an order hold, per order line (by its id as text)."""
 
+    spent: int = 0  # their amounts together: what the order can no longer refund
     runs: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     legacy_units: dict[str, int] = field(default_factory=dict)
     fees: dict[str, int] = field(default_factory=dict)
@@ -158,11 +143,12 @@ class _Held:
 
 def _held(session: Session, order_id: uuid.UUID) -> _Held:
     held = _Held()
-    for lines in session.scalars(
-        select(Refund.lines)
+    for amount, lines in session.execute(
+        select(Refund.amount_minor, Refund.lines)
         .where(Refund.order_id == order_id, Refund.status.not_in(FREED))
         .order_by(Refund.created_at)
     ):
+        held.spent += amount
         for part in lines:
             key = str(part["order_line_id"])
             held.fees[key] = held.fees.get(key, 0) + int(part.get("restocking_fee", 0))
@@ -218,7 +204,6 @@ def create_refund(
         )
     lines_by_id = {ln.id: ln for ln in ret.lines}
     settings = _settings(session, ret)
-    already = _refunded_units(session, [ln.order_line_id for ln in ret.lines])
     held = _held(session, order.id)
     ordered = {ln.id: ln.quantity for ln in order.lines}
     requests: list[money.LineRefundRequest] = []
@@ -248,7 +233,6 @@ def create_refund(
             money.LineRefundRequest(
                 order_line_id=line.order_line_id,
                 quantity=item.quantity,
-                already_refunded=already.get(line.order_line_id, 0),
                 occupied=held.positions(str(line.order_line_id), ordered[line.order_line_id]),
                 restocking_fee=terms,
                 fee_already_charged=held.fees.get(str(line.order_line_id), 0),
@@ -265,7 +249,7 @@ def create_refund(
     state = money.RefundState(
         currency=order.currency,
         captured=order.captured_minor,
-        refunded_or_pending=_spent(session, order.id),
+        refunded_or_pending=held.spent,
         lines={
             ln.order_line_id: LineQuantities(
                 ln.requested, ln.approved, ln.received, ln.inspected, ln.passed, ln.refunded
@@ -524,15 +508,23 @@ def _locked(session: Session, organization_id: uuid.UUID, refund_id: uuid.UUID) 
     return refund
 
 
+def _locked_granted(
+    session: Session, organization_id: uuid.UUID, refund_id: uuid.UUID, done: str
+) -> Refund:
+    """The refund, locked, if it is still granted; a 409 naming its status otherwise."""
+    refund = _locked(session, organization_id, refund_id)
+    if refund.status != GRANTED:
+        raise RefundStateConflict(
+            f"the refund is already {refund.status}; only a granted refund can be {done}",
+            extra={"current_status": refund.status},
+        )
+    return refund
+
+
 def send(session: Session, actor: Actor, refund_id: uuid.UUID) -> Refund:
     """Send a granted refund. Under four-eyes only a different person with the finance
     role may send it; a refund that was already sent can never be sent again."""
-    refund = _locked(session, actor.organization_id, refund_id)
-    if refund.status != GRANTED:
-        raise RefundStateConflict(
-            f"the refund is already {refund.status}; only a granted refund can be sent",
-            extra={"current_status": refund.status},
-        )
+    refund = _locked_granted(session, actor.organization_id, refund_id, "sent")
     if refund.four_eyes:
         if actor.role != Role.FINANCE.value or actor.actor_type != "user":
             raise FourEyesRequired(
@@ -583,12 +575,7 @@ def _check_watchlist_before_sending(session: Session, refund: Refund) -> None:
 
 def cancel(session: Session, actor: Actor, refund_id: uuid.UUID, reason: str) -> Refund:
     """Withdraw a granted refund before it is sent; its units and amount are freed."""
-    refund = _locked(session, actor.organization_id, refund_id)
-    if refund.status != GRANTED:
-        raise RefundStateConflict(
-            f"the refund is already {refund.status}; only a granted refund can be cancelled",
-            extra={"current_status": refund.status},
-        )
+    refund = _locked_granted(session, actor.organization_id, refund_id, "cancelled")
     refund.status, refund.failure, refund.updated_at = CANCELLED, reason, utcnow()
     free_units(session, refund)
     _event(

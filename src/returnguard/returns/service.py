@@ -38,7 +38,7 @@ from returnguard.orders import repository as orders_repo
 from returnguard.outbox.service import publish_webhook_event
 from returnguard.policies import service as policies
 from returnguard.policies.service import Decided
-from returnguard.refunds.models import Refund
+from returnguard.refunds.models import FREED, Refund
 from returnguard.returns import repository as repo
 from returnguard.returns.models import Inspection, Receipt, Return, ReturnLine, Shipment
 from returnguard.returns.schemas import (
@@ -236,7 +236,7 @@ def _live_refunds(session: Session, return_id: uuid.UUID) -> int:
         session.scalar(
             select(func.count())
             .select_from(Refund)
-            .where(Refund.return_id == return_id, Refund.status.not_in(("failed", "cancelled")))
+            .where(Refund.return_id == return_id, Refund.status.not_in(FREED))
         )
         or 0
     )
