@@ -810,11 +810,14 @@ class Scenario:
         return [ReasonCode(ln.reason_code) for ln in self.ret.lines]
 
     def act(self, action: ReturnAction, reason: str = "", actor: Actor | None = None) -> None:
+        if action is ReturnAction.RESOLVE_RETURNLESS and not reason:
+            # Deciding against the policy needs a reason; an agent would give one.
+            reason = "not worth bringing back; refund without the goods"
         self.ret = returns.simple(self.session, actor or self.agent, self.ret.id, action, reason)
 
     def approve(self, partial: bool = False) -> None:
         lines = None
-        note = ""
+        note = "checked with the buyer"
         if partial and any(ln.requested > 1 for ln in self.ret.lines):
             lines = [
                 LineQuantityIn(return_line_id=ln.id, quantity=max(ln.requested - 1, 1))

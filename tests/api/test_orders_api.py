@@ -198,7 +198,7 @@ def test_order_shows_returned_quantity(api: Api) -> None:
     # Approving fewer units than requested frees the rest.
     r = api.post(
         f"{RETURNS}/{first['id']}/approve",
-        {"lines": [{"return_line_id": first["lines"][0]["id"], "quantity": 1}]},
+        {"lines": [{"return_line_id": first["lines"][0]["id"], "quantity": 1}], "note": "ok"},
     )
     assert r.status_code == 200, r.text
     shown = api.get(f"{ORDERS}/{order['id']}").json()

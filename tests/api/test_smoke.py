@@ -11,7 +11,7 @@ def test_return_goes_from_request_to_inspection(api: Api) -> None:
     ret = api.open_return(order)
     assert ret["status"] == "requested"
     rid = ret["id"]
-    r = api.post(f"/api/v1/returns/{rid}/approve", {})
+    r = api.post(f"/api/v1/returns/{rid}/approve", {"note": "checked by hand"})
     assert r.status_code == 200, r.text
     assert r.json()["lines"][0]["quantities"]["approved"] == 1
     r = api.post(f"/api/v1/returns/{rid}/shipments", {"carrier": "DHL", "tracking_number": "X1"})
@@ -30,6 +30,7 @@ def test_return_goes_from_request_to_inspection(api: Api) -> None:
     assert [e["action"] for e in events] == [
         "return.created",
         "return.approve",
+        "return.decided",
         "return.ship",
         "return.receive",
         "return.inspect",
@@ -67,7 +68,7 @@ def test_single_return_shows_receipts_but_lists_stay_light(api: Api) -> None:
     api.channel()
     ret = api.open_return(api.order())
     rid, line = ret["id"], ret["lines"][0]["id"]
-    api.post(f"/api/v1/returns/{rid}/approve", {})
+    api.post(f"/api/v1/returns/{rid}/approve", {"note": "checked by hand"})
     api.post(
         f"/api/v1/returns/{rid}/receive",
         {"lines": [{"return_line_id": line, "quantity": 1}], "notes": "box dented"},

@@ -137,7 +137,7 @@ def hand_example(api: Api, db: Database) -> dict[str, Any]:
         api,
         ret,
         [
-            ("approve", {}),
+            ("approve", {"note": "checked by hand"}),
             (
                 "shipments",
                 {

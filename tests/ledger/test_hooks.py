@@ -33,7 +33,7 @@ def test_a_seller_label_without_a_cost_is_estimated_from_the_channel(api: Api) -
         api,
         ret,
         [
-            ("approve", {}),
+            ("approve", {"note": "checked by hand"}),
             ("shipments", {"carrier": "DHL", "tracking_number": "1", "label_paid_by": "seller"}),
         ],
     )
@@ -51,7 +51,7 @@ def test_labels_the_seller_did_not_pay_are_not_its_cost(api: Api) -> None:
         api,
         ret,
         [
-            ("approve", {}),
+            ("approve", {"note": "checked by hand"}),
             (
                 "shipments",
                 {
@@ -75,7 +75,7 @@ def test_a_label_in_another_currency_is_booked_as_bought(api: Api) -> None:
         "label_cost": money("4.10", "GBP"),
         "label_paid_by": "seller",
     }
-    walk_return(api, ret, [("approve", {}), ("shipments", label)])
+    walk_return(api, ret, [("approve", {"note": "checked by hand"}), ("shipments", label)])
     assert booked(api, ret) == [("return_label", "-4.10", "GBP")]
 
 
@@ -87,7 +87,7 @@ def test_handling_is_booked_once_per_return(api: Api) -> None:
         api,
         ret,
         [
-            ("approve", {}),
+            ("approve", {"note": "checked by hand"}),
             ("receive", {"lines": [{"return_line_id": line, "quantity": 1}]}),
             ("receive", {"lines": [{"return_line_id": line, "quantity": 1}]}),
         ],
@@ -117,7 +117,7 @@ def test_residual_value_follows_the_disposition_and_converts_the_cost(api: Api) 
         api,
         ret,
         [
-            ("approve", {}),
+            ("approve", {"note": "checked by hand"}),
             ("receive", {"lines": [{"return_line_id": line, "quantity": 3}]}),
             (
                 "inspections",
@@ -151,7 +151,7 @@ def test_no_cost_or_a_disposal_books_no_residual_value(api: Api) -> None:
         api,
         ret,
         [
-            ("approve", {}),
+            ("approve", {"note": "checked by hand"}),
             ("receive", {"lines": [{"return_line_id": line, "quantity": 2}]}),
             (
                 "inspections",

@@ -325,7 +325,7 @@ def test_a_refund_paid_through_the_refunds_module_is_booked(api: Api) -> None:
     order = api.order(quantity=2, price="19.99")
     ret = api.open_return(order)
     line = ret["lines"][0]["id"]
-    ok(api.post(f"/api/v1/returns/{ret['id']}/approve", {}))
+    ok(api.post(f"/api/v1/returns/{ret['id']}/approve", {"note": "checked by hand"}))
     ok(
         api.post(
             f"/api/v1/returns/{ret['id']}/receive",

@@ -56,7 +56,7 @@ def tents(api: Api, db: Database) -> None:
     old = order_on(api, "OLD", "2026-05-01", 50)  # before the 180 days: not counted
 
     returned = api.open_return(d, quantity=20)
-    walk_return(api, returned, [("approve", {})])
+    walk_return(api, returned, [("approve", {"note": "checked by hand"})])
     # Refund of 20 x 50.00 = 1000.00 less a 100.00 restocking fee: -1000.00 + 100.00.
     pay_refund(
         db,
@@ -74,7 +74,7 @@ def tents(api: Api, db: Database) -> None:
     cancelled = api.open_return(b, quantity=5)
     walk_return(api, cancelled, [("cancel", {"reason": "changed mind again"})])
     too_old = api.open_return(old, quantity=10)
-    walk_return(api, too_old, [("approve", {})])
+    walk_return(api, too_old, [("approve", {"note": "checked by hand"})])
     book(api, too_old, "other_cost", "1000.00")
 
 
@@ -132,7 +132,7 @@ def paid_refunds(api: Api, db: Database) -> date:
     def paid(ext: str, quantity: int, days_ago: int) -> None:
         order = api.order(ext, quantity=2, price="45.00")
         ret = api.open_return(order, quantity=quantity)
-        walk_return(api, ret, [("approve", {})])
+        walk_return(api, ret, [("approve", {"note": "checked by hand"})])
         pay_refund(
             db,
             org,
@@ -155,7 +155,7 @@ def paid_refunds(api: Api, db: Database) -> date:
             api,
             ret,
             [
-                ("approve", {}),
+                ("approve", {"note": "checked by hand"}),
                 ("receive", {"lines": [{"return_line_id": line, "quantity": 2}]}),
                 (
                     "inspections",

@@ -15,7 +15,10 @@ def _received(api: Api, quantity: int = 5, price: str = "40.00") -> dict[str, An
     order = api.order(quantity=quantity, price=price)
     ret = api.open_return(order, quantity=quantity)
     line = ret["lines"][0]["id"]
-    assert api.post(f"/api/v1/returns/{ret['id']}/approve", {}).status_code == 200
+    assert (
+        api.post(f"/api/v1/returns/{ret['id']}/approve", {"note": "checked by hand"}).status_code
+        == 200
+    )
     api.post(
         f"/api/v1/returns/{ret['id']}/receive",
         {"lines": [{"return_line_id": line, "quantity": quantity}]},
@@ -105,7 +108,7 @@ def test_overrides_need_a_second_person_when_the_organization_says_so(
     api.channel()
     order = api.order(quantity=1, price="19.99")
     ret = api.open_return(order)
-    api.post(f"/api/v1/returns/{ret['id']}/approve", {})
+    api.post(f"/api/v1/returns/{ret['id']}/approve", {"note": "checked by hand"})
     _four_eyes(api, None, on_override=True)
     anna = Api(client, add_user(db, tenant, "finance", "anna@acme.example"))
     r = _grant(anna, ret, "early", 1, override_reason="Amazon refunded at first scan")
@@ -122,7 +125,7 @@ def test_a_foreign_currency_grant_without_a_rate_needs_four_eyes(
     api.channel("shop-us", "USD", "US")
     order = api.order("US-1", channel="shop-us", currency="USD", quantity=1, price="10.00")
     ret = api.open_return(order)
-    api.post(f"/api/v1/returns/{ret['id']}/approve", {})
+    api.post(f"/api/v1/returns/{ret['id']}/approve", {"note": "checked by hand"})
     api.post(
         f"/api/v1/returns/{ret['id']}/receive",
         {"lines": [{"return_line_id": ret["lines"][0]["id"], "quantity": 1}]},

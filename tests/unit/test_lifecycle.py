@@ -245,6 +245,8 @@ def test_only_the_listed_edges_exist() -> None:
         # Refunds: after receipt, a second partial refund, lost parcels and claims.
         *((s, A.REFUND) for s in (S.RECEIVED, S.REFUNDED, S.LOST, S.DISPUTED)),
         *((s, A.CLOSE) for s in (S.LOST, S.DISPUTED)),
+        # A refund failed or was cancelled: back to where the goods are.
+        (S.REFUNDED, A.REFUND_FREED),
     }
     assert extras == reviewed
 

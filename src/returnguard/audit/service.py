@@ -243,3 +243,19 @@ def events_for_return(
         .order_by(Event.seq)
     )
     return list(session.scalars(stmt))
+
+
+def last_status_before(session: Session, return_id: uuid.UUID, action: str) -> str | None:
+    """The return's status just before its latest ``action`` event (this transaction's
+    events first, then the stored timeline), or None when it never took that action."""
+    pending: list[PendingEvent] = session.info.get(_PENDING_KEY, [])
+    for p in reversed(pending):
+        if p.return_id == return_id and p.action == action:
+            return (p.before or {}).get("status")
+    before = session.scalar(
+        select(Event.before)
+        .where(Event.return_id == return_id, Event.action == action)
+        .order_by(Event.seq.desc())
+        .limit(1)
+    )
+    return before.get("status") if isinstance(before, dict) else None

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from returnguard.domain.policy.document import FeeApplies, Payer, RestockingFee, Settings
 from returnguard.domain.returns import LineQuantities
 from returnguard.kit.money import Money
 
@@ -380,6 +381,76 @@ def _refund_line(
     )
 
 
+# --- the policy's terms for a return --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LineTerms:
+    """What the policy says about refunding one return line: the only settings the guard
+    and the calculation read, typed, so a misspelt setting is an error, not a default."""
+
+    inspection_before_refund: bool = False
+    refund_before_receipt: bool = False
+    returnless_refund: bool = False
+    restocking_fee: RestockingFee | None = None
+    return_shipping_paid_by: Payer = Payer.SELLER
+    refund_outbound_shipping: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LineTerms:
+        return cls(
+            inspection_before_refund=bool(settings.inspection_before_refund),
+            refund_before_receipt=bool(settings.refund_before_receipt),
+            returnless_refund=bool(settings.returnless_refund),
+            restocking_fee=settings.restocking_fee,
+            return_shipping_paid_by=settings.return_shipping_paid_by or Payer.SELLER,
+            refund_outbound_shipping=bool(settings.refund_outbound_shipping),
+        )
+
+    def fee_terms(self, charge_opened: bool, currency_digits: int) -> RestockingFeeTerms | None:
+        """The restocking fee for these units: an `always` fee, or an `opened` one when the
+        item came back opened; the cap in minor units, rounded down."""
+        fee = self.restocking_fee
+        if fee is None or not (charge_opened or fee.applies_to is FeeApplies.ALWAYS):
+            return None
+        cap = None
+        if fee.cap is not None:
+            cap = int(fee.cap.scaleb(currency_digits).to_integral_value(rounding="ROUND_DOWN"))
+        return RestockingFeeTerms(percent=fee.percent, cap=cap)
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnTerms:
+    """The policy's terms for a whole return, built once per refund request."""
+
+    lines: Mapping[LineId, LineTerms]
+    """By return line id."""
+    source: str
+    """Which decision or policy version they come from, for messages and events."""
+
+    def line(self, line_id: LineId) -> LineTerms:
+        # A line the policy never saw (none today) gets the strictest terms.
+        return self.lines.get(line_id, LineTerms(inspection_before_refund=True))
+
+    @property
+    def inspection_before_refund(self) -> bool:
+        return any(t.inspection_before_refund for t in self.lines.values())
+
+    @property
+    def refund_before_receipt(self) -> bool:
+        return any(t.refund_before_receipt for t in self.lines.values())
+
+    @property
+    def returnless_refund(self) -> bool:
+        return bool(self.lines) and all(t.returnless_refund for t in self.lines.values())
+
+    @property
+    def first(self) -> LineTerms:
+        """Return-level settings (outbound shipping, who pays the label): the policy sets
+        them alike on every line of a return, so the first line's stand for it."""
+        return next(iter(self.lines.values()), LineTerms())
+
+
 # --- the refund guard ---------------------------------------------------------------------
 
 
@@ -389,6 +460,47 @@ class Override:
 
     role: str
     reason: str
+
+
+class OfferKind:
+    KEEP = "keep_partial_refund"
+    COUPON = "coupon"
+    REPLACEMENT = "replacement"
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedOffer:
+    """An alternative the buyer accepted instead of returning the goods: it bounds the
+    refund (a keep-the-item offer of N % allows at most N %; a coupon or a replacement no
+    cash) unless a finance/admin override with a written reason says otherwise."""
+
+    kind: str
+    percent: Decimal | None = None
+    amount: int | None = None
+    """A keep-the-item offer stated as an amount, in minor units of the return's currency."""
+
+
+@dataclass(frozen=True, slots=True)
+class HighValue:
+    """The return's value against the policy's high-value threshold, both in ``currency``
+    (the organization's base currency, or the return's own when the threshold is in it)."""
+
+    value: int
+    threshold: int
+    currency: str
+    unknown: str | None = None
+    """Why the value could not be compared (no exchange rate): then it counts as high."""
+
+    @property
+    def above(self) -> bool:
+        return self.unknown is not None or self.value >= self.threshold
+
+    def describe(self) -> str:
+        if self.unknown is not None:
+            return self.unknown
+        value = Money.from_minor(self.value, self.currency)
+        threshold = Money.from_minor(self.threshold, self.currency)
+        return f"the return is worth {value}, at or above the high-value threshold of {threshold}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,18 +527,27 @@ class RefundState:
     watchlisted: bool = False
     above_high_value: bool = False
     override: Override | None = None
+    high_value: HighValue | None = None
+    """The numbers behind ``above_high_value``, for the refusal's message."""
+    accepted_offer: AcceptedOffer | None = None
+    return_refunded: int = 0
+    """What live refunds of this return already hold (for an offer stated as an amount)."""
 
 
 @dataclass(frozen=True, slots=True)
 class RequestedRefund:
     quantities: Mapping[LineId, int]
     total: int
+    keep_percent: Decimal | None = None
 
     @classmethod
-    def from_breakdown(cls, breakdown: RefundBreakdown) -> RequestedRefund:
+    def from_breakdown(
+        cls, breakdown: RefundBreakdown, keep_percent: Decimal | None = None
+    ) -> RequestedRefund:
         return cls(
             quantities={line.order_line_id: line.quantity for line in breakdown.lines},
             total=breakdown.total,
+            keep_percent=keep_percent,
         )
 
 
@@ -516,7 +637,74 @@ def check_refund(state: RefundState, request: RequestedRefund) -> list[Violation
 
     for line_id, qty in request.quantities.items():
         violations.extend(_line_violations(state, line_id, qty))
+    # After the goods' rules: a unit that may never be paid yet is refused for that first.
+    violations.extend(_offer_violations(state, request))
     return violations
+
+
+def _offer_violations(state: RefundState, request: RequestedRefund) -> list[Violation]:
+    """An accepted alternative bounds the refund, unless a valid override lifts it."""
+    offer = state.accepted_offer
+    if offer is None or (state.override is not None and not override_problems(state.override)):
+        return []
+
+    def fmt(minor: int) -> str:
+        return str(Money.from_minor(minor, state.currency))
+
+    if offer.kind != OfferKind.KEEP:
+        return [
+            Violation(
+                code="accepted_offer_no_cash",
+                invariant=3,
+                status=409,
+                message=(
+                    f"the buyer accepted a {offer.kind} instead of a refund: no cash refund "
+                    "without a finance/admin override with a written reason"
+                ),
+                numbers={"requested": request.total, "allowed": 0},
+            )
+        ]
+    if offer.percent is not None:
+        allowed = basis_points(offer.percent)
+        asked = (
+            _FULL_BASIS_POINTS
+            if request.keep_percent is None
+            else basis_points(request.keep_percent)
+        )
+        if asked > allowed:
+            return [
+                Violation(
+                    code="exceeds_accepted_offer",
+                    invariant=3,
+                    status=409,
+                    message=(
+                        f"the buyer accepted to keep the item for {offer.percent} % of its "
+                        f"value; {Decimal(asked) / 100} % was asked (send keep_percent of at "
+                        f"most {offer.percent})"
+                    ),
+                    numbers={"requested_basis_points": asked, "allowed_basis_points": allowed},
+                )
+            ]
+    if offer.amount is not None and state.return_refunded + request.total > offer.amount:
+        left = max(offer.amount - state.return_refunded, 0)
+        return [
+            Violation(
+                code="exceeds_accepted_offer",
+                invariant=3,
+                status=409,
+                message=(
+                    f"the buyer accepted to keep the item for {fmt(offer.amount)}; "
+                    f"{fmt(request.total)} asked on top of {fmt(state.return_refunded)} "
+                    f"already refunded leaves {fmt(left)}"
+                ),
+                numbers={
+                    "requested": request.total,
+                    "already_refunded": state.return_refunded,
+                    "allowed": left,
+                },
+            )
+        ]
+    return []
 
 
 def _line_violations(state: RefundState, line_id: LineId, qty: int) -> list[Violation]:
@@ -560,14 +748,18 @@ def _line_violations(state: RefundState, line_id: LineId, qty: int) -> list[Viol
             )
         )
     if state.above_high_value and wanted > line.passed:
+        why = state.high_value.describe() if state.high_value else "the return is high-value"
         found.append(
             violation(
                 "high_value_needs_inspection",
                 3,
-                f"the return is above the high-value threshold: {sums} exceeds the "
-                f"{line.passed} that passed inspection",
+                f"{why}: {sums} exceeds the {line.passed} that passed inspection",
             )
         )
+        if state.high_value is not None:
+            found[-1].numbers.update(
+                return_value=state.high_value.value, high_value_threshold=state.high_value.threshold
+            )
     if found:
         return found
     if state.inspection_required and wanted > line.passed:

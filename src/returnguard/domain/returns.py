@@ -51,6 +51,7 @@ class ReturnAction(StrEnum):
     EXPIRE = "expire"
     MARK_LOST = "mark_lost"
     DISPUTE = "dispute"
+    REFUND_FREED = "refund_freed"
 
 
 S = ReturnStatus
@@ -90,9 +91,69 @@ LIFECYCLE: StateMachine[ReturnStatus, ReturnAction] = StateMachine(
         ReturnAction.EXPIRE: _edge({S.APPROVED}, S.EXPIRED),
         ReturnAction.MARK_LOST: _edge({S.IN_TRANSIT}, S.LOST),
         ReturnAction.DISPUTE: _edge(set(S) - TERMINAL - {S.DISPUTED}, S.DISPUTED),
+        # A refund failed or was cancelled, so the units are no longer all settled: the
+        # return goes back to where its goods are (FREED_TARGETS) so the buyer can be paid.
+        ReturnAction.REFUND_FREED: _edge({S.REFUNDED}, None),
     },
     terminal=TERMINAL,
 )
+
+# Where a refunded return goes back to when its refunds no longer settle its units: the
+# status it had before it became refunded.
+FREED_TARGETS = frozenset({S.RECEIVED, S.INSPECTED, S.LOST, S.DISPUTED})
+
+# Each action by the name of its route (POST /api/v1/returns/{id}/<name>), as clients see
+# it in `allowed_actions`. Actions without a name of their own are taken by the system.
+API_NAMES: dict[ReturnAction, str] = {
+    ReturnAction.REQUEST_EVIDENCE: "request-evidence",
+    ReturnAction.SUBMIT_EVIDENCE: "submit-evidence",
+    ReturnAction.SEND_TO_REVIEW: "review",
+    ReturnAction.APPROVE: "approve",
+    ReturnAction.OFFER: "offer",
+    ReturnAction.ACCEPT_OFFER: "accept-offer",
+    ReturnAction.DECLINE_OFFER: "decline-offer",
+    ReturnAction.RESOLVE_RETURNLESS: "resolve-returnless",
+    ReturnAction.REJECT: "reject",
+    ReturnAction.CANCEL: "cancel",
+    ReturnAction.SHIP: "shipments",
+    ReturnAction.RECEIVE: "receive",
+    ReturnAction.INSPECT: "inspections",
+    ReturnAction.REFUND: "refunds",
+    ReturnAction.CLOSE: "close",
+    ReturnAction.EXPIRE: "expire",
+    ReturnAction.MARK_LOST: "mark-lost",
+    ReturnAction.DISPUTE: "dispute",
+}
+
+
+def available_actions(
+    status: ReturnStatus,
+    lines: list[LineQuantities],
+    *,
+    live_refunds: bool,
+    unsettled_refunds: bool,
+    can_refund: bool,
+) -> list[str]:
+    """The actions a return can take now, by their API names: the lifecycle's edges less
+    those its quantities or refunds would refuse. ``refunds`` is listed whenever the
+    refund guard would pay at least one unit, whatever the status."""
+    found: list[str] = []
+    for action, edge in LIFECYCLE.edges.items():
+        name = API_NAMES.get(action)
+        if name is None or (status not in edge.sources and action is not ReturnAction.REFUND):
+            continue
+        if action in (ReturnAction.CANCEL, ReturnAction.REJECT) and live_refunds:
+            continue
+        if action is ReturnAction.RECEIVE and not any(q.approved > q.received for q in lines):
+            continue
+        if action is ReturnAction.INSPECT and not any(q.received > q.inspected for q in lines):
+            continue
+        if action is ReturnAction.CLOSE and unsettled_refunds:
+            continue
+        if action is ReturnAction.REFUND and not can_refund:
+            continue
+        found.append(name)
+    return found
 
 
 class QuantityError(ValueError):

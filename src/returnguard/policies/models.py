@@ -65,6 +65,13 @@ class ReturnDecision(Base):
     missing_facts: Mapped[list[Any]] = mapped_column()
     facts: Mapped[dict[str, Any]] = mapped_column()
     lines: Mapped[list[Any]] = mapped_column()  # per line: outcome, settings, sources, trace
+    # Who decided: the policy, or a person (approve, returnless, offer) whose decision is
+    # stored beside the settings the policy gives the return; differing is an override.
+    decided_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    path: Mapped[str] = mapped_column(String(32), default="policy", server_default="policy")
+    override_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What the policy itself decides for these facts (the same as outcome on its own path).
+    policy_outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 

@@ -80,7 +80,16 @@ class ValidationOut(OutModel):
 
 class DecisionOut(OutModel):
     id: uuid.UUID
-    outcome: str
+    outcome: str = Field(description="What was decided (by the policy, or by a person)")
+    path: str = Field(
+        description="Who decided: `policy`, or a person's `approve`, `resolve_returnless`, "
+        "`offer` or `accept_offer`"
+    )
+    decided_by: str
+    policy_outcome: str | None = Field(description="What the policy itself decides for these facts")
+    override_reason: str | None = Field(
+        description="Why a person decided against the policy (set only when they did)"
+    )
     reasons: list[str]
     missing_facts: list[str]
     policy_id: uuid.UUID

@@ -22,9 +22,16 @@ from sqlalchemy.orm import Session
 from returnguard.audit import service as audit
 from returnguard.auth.actor import Actor
 from returnguard.domain.policy.defaults import default_policy_data
-from returnguard.domain.policy.document import PolicyDocument
-from returnguard.domain.policy.engine import CompiledPolicy, Decision, compile_policy, evaluate
+from returnguard.domain.policy.document import HighValueThreshold, PolicyDocument, Settings
+from returnguard.domain.policy.engine import (
+    CompiledPolicy,
+    Decision,
+    Outcome,
+    compile_policy,
+    evaluate,
+)
 from returnguard.domain.policy.validate import parse_policy
+from returnguard.domain.refunds import LineTerms, ReturnTerms
 from returnguard.errors import Conflict, InvalidInput, NotFound
 from returnguard.fx import service as fx
 from returnguard.kit.db import utcnow
@@ -234,12 +241,23 @@ class Decided:
     policy_name: str
 
 
-def decide(session: Session, actor: Actor, ret: Return) -> Decided:
-    """Evaluate the channel's published policy on the return and store the explained result."""
+def _version_for(session: Session, ret: Return) -> PolicyVersion:
+    """The version that governs a return: the one its latest decision used (publishing
+    never changes a past decision), else the channel's published one."""
+    latest = latest_decision(session, ret.organization_id, ret.id)
+    if latest is not None:
+        version = session.get(PolicyVersion, latest.policy_version_id)
+        if version is not None:
+            return version
     channel = session.get(Channel, ret.channel_id)
     if channel is None:
         raise LookupError(f"return {ret.id} lost its channel")
-    version = policy_for_channel(session, channel)
+    return policy_for_channel(session, channel)
+
+
+def _evaluate(
+    session: Session, ret: Return, version: PolicyVersion, *, explain: bool = True
+) -> tuple[Decision, Any]:
     policy = compiled(version)
     facts = return_facts(session, ret)
     facts.fx_rates = fx.rates_into(
@@ -249,15 +267,65 @@ def decide(session: Session, actor: Actor, ret: Return) -> Decided:
         facts.currency,
         ret.requested_at.date(),
     )
-    decision = evaluate(policy, facts, explain=True)
+    return evaluate(policy, facts, explain=explain), facts
+
+
+# Who decided a return, besides the policy itself.
+POLICY_PATH = "policy"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The policy evaluated on a return's facts, not stored yet."""
+
+    version: PolicyVersion
+    decision: Decision
+    facts: Any
+
+
+def evaluate_return(session: Session, ret: Return, *, for_person: bool = False) -> Evaluation:
+    """The policy's decision on the return now. The policy's own path uses the channel's
+    published version; a person's decision is checked against the version that governs
+    the return (its latest decision's), so publishing never changes a past decision."""
+    if for_person:
+        version = _version_for(session, ret)
+    else:
+        channel = session.get(Channel, ret.channel_id)
+        if channel is None:
+            raise LookupError(f"return {ret.id} lost its channel")
+        version = policy_for_channel(session, channel)
+    decision, facts = _evaluate(session, ret, version)
+    return Evaluation(version, decision, facts)
+
+
+def store_decision(
+    session: Session,
+    actor: Actor,
+    ret: Return,
+    evaluation: Evaluation,
+    *,
+    path: str = POLICY_PATH,
+    outcome: Outcome | None = None,
+    override_reason: str | None = None,
+) -> Decided:
+    """Store an explained decision. On the policy's own path its outcome is the decision;
+    when a person decides (``path`` names their action, ``outcome`` what they decided) the
+    policy's settings are stored with it all the same, so the refund guard reads the same
+    terms whoever decided, and ``override_reason`` records why they differ from it."""
+    decision, version = evaluation.decision, evaluation.version
+    decided = decision.outcome if outcome is None else outcome
     record = ReturnDecision(
         organization_id=ret.organization_id,
         return_id=ret.id,
         policy_version_id=version.id,
-        outcome=decision.outcome.value,
+        outcome=decided.value,
+        policy_outcome=decision.outcome.value,
+        path=path,
+        decided_by=actor.label,
+        override_reason=override_reason,
         reasons=decision.reasons,
         missing_facts=decision.missing_facts,
-        facts=facts_json(facts),
+        facts=facts_json(evaluation.facts),
         lines=[audit.jsonable(_line_json(line)) for line in decision.lines],
     )
     session.add(record)
@@ -270,7 +338,10 @@ def decide(session: Session, actor: Actor, ret: Return) -> Decided:
         return_id=ret.id,
         action="return.decided",
         data={
-            "outcome": decision.outcome.value,
+            "outcome": decided.value,
+            "policy_outcome": decision.outcome.value,
+            "path": path,
+            "override_reason": override_reason,
             "reasons": decision.reasons,
             "policy_id": version.policy_id,
             "policy_version": version.version,
@@ -279,6 +350,43 @@ def decide(session: Session, actor: Actor, ret: Return) -> Decided:
     )
     owner = session.get(Policy, version.policy_id)
     return Decided(record, decision, version, owner.name if owner else "")
+
+
+def decide(session: Session, actor: Actor, ret: Return) -> Decided:
+    """Evaluate the channel's published policy on the return and store the explained result."""
+    return store_decision(session, actor, ret, evaluate_return(session, ret))
+
+
+@dataclass(frozen=True)
+class PolicyTerms:
+    """The policy's refund terms for a return and its high-value threshold."""
+
+    terms: ReturnTerms
+    high_value_threshold: HighValueThreshold | None
+
+
+def refund_terms(session: Session, ret: Return) -> PolicyTerms:
+    """The settings that govern refunding the return, typed: those stored with its latest
+    decision (every path that decides a return stores them), else the policy evaluated now."""
+    latest = latest_decision(session, ret.organization_id, ret.id)
+    version = session.get(PolicyVersion, latest.policy_version_id) if latest else None
+    if latest is not None and version is not None:
+        by_line = {
+            uuid.UUID(line["return_line_id"]): Settings.model_validate(line.get("settings", {}))
+            for line in latest.lines
+        }
+        source = f"decision {latest.id}"
+    else:
+        version = _version_for(session, ret)
+        decision, _ = _evaluate(session, ret, version, explain=False)
+        by_line = {uuid.UUID(line.line_id): Settings(**line.settings) for line in decision.lines}
+        source = "the policy evaluated at refund time"
+    document = compiled(version).document
+    terms = ReturnTerms(
+        lines={line_id: LineTerms.from_settings(s) for line_id, s in by_line.items()},
+        source=f"{source} (policy version {version.version})",
+    )
+    return PolicyTerms(terms, document.high_value_threshold)
 
 
 def _line_json(line: Any) -> dict[str, Any]:

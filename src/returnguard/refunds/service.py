@@ -22,8 +22,14 @@ from returnguard.audit import service as audit
 from returnguard.auth.actor import Actor
 from returnguard.auth.models import Organization, Role
 from returnguard.domain import refunds as money
-from returnguard.domain.policy.document import FeeApplies, Payer
-from returnguard.domain.returns import LIFECYCLE, LineQuantities, ReturnAction, ReturnStatus
+from returnguard.domain.policy.document import HighValueThreshold, Payer
+from returnguard.domain.returns import (
+    FREED_TARGETS,
+    LIFECYCLE,
+    LineQuantities,
+    ReturnAction,
+    ReturnStatus,
+)
 from returnguard.errors import Conflict, Forbidden, InvalidInput, NotFound, ReturnGuardError
 from returnguard.fx import service as fx
 from returnguard.kit.db import utcnow
@@ -33,7 +39,7 @@ from returnguard.orders import repository as orders_repo
 from returnguard.orders.models import Buyer, Channel, Order
 from returnguard.outbox.models import OutboxMessage
 from returnguard.outbox.service import mark_outbox_written
-from returnguard.policies.service import latest_decision
+from returnguard.policies import service as policies
 from returnguard.refunds.models import (
     CANCELLED,
     FAILED,
@@ -125,6 +131,7 @@ class _Held:
     """What the live refunds of an order hold, per order line (by its id as text)."""
 
     spent: int = 0  # their amounts together: what the order can no longer refund
+    by_return: dict[uuid.UUID, int] = field(default_factory=dict)
     runs: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     legacy_units: dict[str, int] = field(default_factory=dict)
     fees: dict[str, int] = field(default_factory=dict)
@@ -143,12 +150,13 @@ class _Held:
 
 def _held(session: Session, order_id: uuid.UUID) -> _Held:
     held = _Held()
-    for amount, lines in session.execute(
-        select(Refund.amount_minor, Refund.lines)
+    for return_id, amount, lines in session.execute(
+        select(Refund.return_id, Refund.amount_minor, Refund.lines)
         .where(Refund.order_id == order_id, Refund.status.not_in(FREED))
         .order_by(Refund.created_at)
     ):
         held.spent += amount
+        held.by_return[return_id] = held.by_return.get(return_id, 0) + amount
         for part in lines:
             key = str(part["order_line_id"])
             held.fees[key] = held.fees.get(key, 0) + int(part.get("restocking_fee", 0))
@@ -161,12 +169,156 @@ def _held(session: Session, order_id: uuid.UUID) -> _Held:
     return held
 
 
-def _settings(session: Session, ret: Return) -> dict[uuid.UUID, dict[str, Any]]:
-    """The policy's settings per return line, from the latest decision (if any)."""
-    decision = latest_decision(session, ret.organization_id, ret.id)
-    if decision is None:
-        return {}
-    return {uuid.UUID(line["return_line_id"]): line.get("settings", {}) for line in decision.lines}
+# Before receipt (approved, in transit) or settled without the goods (resolved) the status
+# stays when a refund is made; whether units may be refunded then is the guard's decision.
+REFUNDABLE_STATES = LIFECYCLE.edges[ReturnAction.REFUND].sources | {
+    ReturnStatus.RESOLVED,
+    ReturnStatus.APPROVED,
+    ReturnStatus.IN_TRANSIT,
+}
+
+
+def _return_value(order: Order, ret: Return) -> int:
+    """Every requested unit of the return at what was paid for it (price and tax, less
+    discount), in minor units of the order's currency."""
+    by_id = {ln.id: ln for ln in order.lines}
+    total = 0
+    for line in ret.lines:
+        paid = by_id[line.order_line_id]
+        line_total = max(
+            paid.unit_price_minor * paid.quantity + paid.tax_minor - paid.discount_minor, 0
+        )
+        total += line_total * line.requested // paid.quantity
+    return total
+
+
+def _high_value(
+    session: Session, ret: Return, order: Order, threshold: HighValueThreshold | None
+) -> money.HighValue | None:
+    """The return's value against the policy's threshold, compared in the organization's
+    base currency at the day's rate (directly when both are in one currency). Without a
+    rate the value cannot be judged, and the return counts as high-value."""
+    if threshold is None:
+        return None
+    value = Money.from_minor(_return_value(order, ret), order.currency)
+    limit = Money(threshold.amount, threshold.currency or order.currency)
+    if limit.currency == value.currency:
+        return money.HighValue(
+            value.minor, _minor_floor(limit.amount, limit.currency), value.currency
+        )
+    org = session.get(Organization, ret.organization_id)
+    assert org is not None
+    base, today = org.base_currency, utcnow().date()
+    value_rate = fx.rate(session, org.id, value.currency, base, today)
+    limit_rate = fx.rate(session, org.id, limit.currency, base, today)
+    if value_rate is None or limit_rate is None:
+        missing = value.currency if value_rate is None else limit.currency
+        return money.HighValue(
+            0,
+            0,
+            base,
+            unknown=f"no {missing}->{base} exchange rate to compare the return's {value} with "
+            f"the high-value threshold of {limit}, so it counts as high-value",
+        )
+    digits = minor_digits(base)
+    in_base = int((value.amount * value_rate).scaleb(digits).to_integral_value(ROUND_DOWN))
+    return money.HighValue(in_base, _minor_floor(limit.amount * limit_rate, base), base)
+
+
+def _accepted_offer(ret: Return) -> money.AcceptedOffer | None:
+    """The alternative the buyer accepted instead of sending the goods back, if any."""
+    offer = ret.offer
+    if not offer or ReturnStatus(ret.status) is not ReturnStatus.RESOLVED or offer.get("declined"):
+        return None
+    amount = offer.get("amount")
+    percent = offer.get("percent")
+    return money.AcceptedOffer(
+        kind=str(offer.get("kind")),
+        percent=Decimal(str(percent)) if percent is not None else None,
+        amount=Money(Decimal(str(amount["amount"])), ret.currency).minor if amount else None,
+    )
+
+
+@dataclass(frozen=True)
+class _Guard:
+    state: money.RefundState
+    terms: money.ReturnTerms
+
+
+def _guard(
+    session: Session,
+    ret: Return,
+    order: Order,
+    held: _Held,
+    override: money.Override | None,
+    *,
+    lock_buyer: bool,
+) -> _Guard:
+    """What the guard knows, from the return's facts now: the policy's terms, its value
+    against the high-value threshold, the buyer's watchlist flag, the goods received and
+    passed, and any alternative the buyer accepted; never from which path decided it."""
+    policy = policies.refund_terms(session, ret)
+    terms = policy.terms
+    status = ReturnStatus(ret.status)
+    # Locked when refunding: a watchlist change and a refund of the buyer never overlap.
+    buyer = (
+        session.get(Buyer, order.buyer_id, with_for_update=lock_buyer) if order.buyer_id else None
+    )
+    offer = _accepted_offer(ret)
+    high_value = _high_value(session, ret, order, policy.high_value_threshold)
+    resolved = status is ReturnStatus.RESOLVED
+    # Without the goods: an alternative the buyer accepted (which then bounds the refund),
+    # or a returnless refund the policy gives; a returnless resolution by hand against the
+    # policy needs an override at refund time.
+    before_receipt = terms.refund_before_receipt or (
+        resolved and (terms.returnless_refund or offer is not None)
+    )
+    state = money.RefundState(
+        currency=order.currency,
+        captured=order.captured_minor,
+        refunded_or_pending=held.spent,
+        lines={
+            ln.order_line_id: LineQuantities(
+                ln.requested, ln.approved, ln.received, ln.inspected, ln.passed, ln.refunded
+            )
+            for ln in ret.lines
+        },
+        inspection_required=terms.inspection_before_refund,
+        receipt_required=not before_receipt,
+        refund_before_receipt_allowed=before_receipt,
+        watchlisted=bool(buyer and buyer.watchlisted),
+        above_high_value=high_value is not None and high_value.above,
+        high_value=high_value,
+        override=override,
+        accepted_offer=offer,
+        return_refunded=held.by_return.get(ret.id, 0),
+    )
+    return _Guard(state, terms)
+
+
+def can_refund(session: Session, ret: Return) -> bool:
+    """Whether the guard would pay at least one unit of the return now (no override)."""
+    if ReturnStatus(ret.status) not in REFUNDABLE_STATES:
+        return False
+    order = session.get(Order, ret.order_id)
+    if order is None:
+        return False
+    held = _held(session, order.id)
+    guard = _guard(session, ret, order, held, None, lock_buyer=False)
+    state = guard.state
+    if state.captured - state.refunded_or_pending <= 0:
+        return False
+    for line_id, q in state.lines.items():
+        if money.refundable_quantity(state, q) > q.refunded and not money.check_refund(
+            state, money.RequestedRefund({line_id: 1}, total=0, keep_percent=_offer_percent(state))
+        ):
+            return True
+    return False
+
+
+def _offer_percent(state: money.RefundState) -> Decimal | None:
+    offer = state.accepted_offer
+    return offer.percent if offer is not None else None
 
 
 def create_refund(
@@ -190,22 +342,23 @@ def create_refund(
     ret = returns_repo.get(session, actor.organization_id, return_id, lock=True)
     assert ret is not None
     status = ReturnStatus(ret.status)
-    # Before receipt (approved, in transit) or settled without the goods (resolved) the
-    # status stays; whether units may be refunded then is the guard's decision.
-    refundable_states = LIFECYCLE.edges[ReturnAction.REFUND].sources | {
-        ReturnStatus.RESOLVED,
-        ReturnStatus.APPROVED,
-        ReturnStatus.IN_TRANSIT,
-    }
-    if status not in refundable_states:
+    if status not in REFUNDABLE_STATES:
         raise RefundStateConflict(
             f"a return that is {status.value} cannot be refunded",
             extra={"current_status": status.value},
         )
     lines_by_id = {ln.id: ln for ln in ret.lines}
-    settings = _settings(session, ret)
     held = _held(session, order.id)
+    override = (
+        money.Override(role=actor.role, reason=body.override_reason)
+        if body.override_reason is not None
+        else None
+    )
+    guard = _guard(session, ret, order, held, override, lock_buyer=True)
+    state, terms = guard.state, guard.terms
+    keep_percent = Decimal(body.keep_percent) if body.keep_percent else None
     ordered = {ln.id: ln.quantity for ln in order.lines}
+    digits = minor_digits(order.currency)
     requests: list[money.LineRefundRequest] = []
     quantities: dict[money.LineId, int] = {}
     for i, item in enumerate(body.lines):
@@ -215,17 +368,8 @@ def create_refund(
         if line.order_line_id in quantities:
             raise InvalidInput.field(f"lines.{i}.return_line_id", "appears twice")
         quantities[line.order_line_id] = item.quantity
-        fee = settings.get(line.id, {}).get("restocking_fee")
-        terms = None
-        if fee is not None and (
-            item.charge_restocking_fee or fee.get("applies_to") == FeeApplies.ALWAYS
-        ):
-            cap = fee.get("cap")
-            terms = money.RestockingFeeTerms(
-                percent=Decimal(str(fee["percent"])),
-                cap=None if cap is None else _minor_floor(Decimal(str(cap)), order.currency),
-            )
-        elif item.charge_restocking_fee:
+        line_terms = terms.line(line.id)
+        if item.charge_restocking_fee and line_terms.restocking_fee is None:
             raise InvalidInput.field(
                 f"lines.{i}.charge_restocking_fee", "the policy sets no restocking fee here"
             )
@@ -234,48 +378,18 @@ def create_refund(
                 order_line_id=line.order_line_id,
                 quantity=item.quantity,
                 occupied=held.positions(str(line.order_line_id), ordered[line.order_line_id]),
-                restocking_fee=terms,
+                restocking_fee=line_terms.fee_terms(item.charge_restocking_fee, digits),
                 fee_already_charged=held.fees.get(str(line.order_line_id), 0),
-                keep_percent=Decimal(body.keep_percent) if body.keep_percent else None,
+                keep_percent=keep_percent,
             )
         )
-    # Locked: a watchlist change and a refund of the buyer never overlap.
-    buyer = session.get(Buyer, order.buyer_id, with_for_update=True) if order.buyer_id else None
-    override = (
-        money.Override(role=actor.role, reason=body.override_reason)
-        if body.override_reason is not None
-        else None
-    )
-    state = money.RefundState(
-        currency=order.currency,
-        captured=order.captured_minor,
-        refunded_or_pending=held.spent,
-        lines={
-            ln.order_line_id: LineQuantities(
-                ln.requested, ln.approved, ln.received, ln.inspected, ln.passed, ln.refunded
-            )
-            for ln in ret.lines
-        },
-        inspection_required=any(s.get("inspection_before_refund") for s in settings.values()),
-        receipt_required=not any(
-            s.get("refund_before_receipt") or s.get("returnless_refund") for s in settings.values()
-        )
-        and status is not ReturnStatus.RESOLVED,
-        refund_before_receipt_allowed=status is ReturnStatus.RESOLVED
-        or any(s.get("refund_before_receipt") for s in settings.values()),
-        watchlisted=bool(buyer and buyer.watchlisted),
-        # A policy states its high-value threshold as "inspection before refund" for the
-        # items above it (see the default policy), which inspection_required enforces.
-        above_high_value=False,
-        override=override,
-    )
     # Units first: asking for more than may go out is refused before any amount is computed.
-    violations = money.check_refund(state, money.RequestedRefund(quantities, total=0))
+    violations = money.check_refund(
+        state, money.RequestedRefund(quantities, total=0, keep_percent=keep_percent)
+    )
     if violations:
         raise RefundRefused(violations)
-    # Return-level settings (outbound shipping, who pays the label) are the same on every
-    # line of the default policy; the first line's stand for the return.
-    first = settings[next(iter(settings))] if settings else {}
+    first = terms.first
     paid = money.PaidOrder(
         currency=order.currency,
         lines=tuple(
@@ -289,12 +403,14 @@ def create_refund(
         breakdown = money.compute_refund(
             paid,
             requests,
-            refund_outbound_shipping=bool(first.get("refund_outbound_shipping")),
+            refund_outbound_shipping=first.refund_outbound_shipping,
             return_shipping_deduction=_label_deduction(session, ret, first),
         )
     except ValueError as exc:
         raise InvalidInput.field("lines", str(exc)) from None
-    violations = money.check_refund(state, money.RequestedRefund.from_breakdown(breakdown))
+    violations = money.check_refund(
+        state, money.RequestedRefund.from_breakdown(breakdown, keep_percent)
+    )
     if violations:
         raise RefundRefused(violations)
     if breakdown.total <= 0:
@@ -577,7 +693,6 @@ def cancel(session: Session, actor: Actor, refund_id: uuid.UUID, reason: str) ->
     """Withdraw a granted refund before it is sent; its units and amount are freed."""
     refund = _locked_granted(session, actor.organization_id, refund_id, "cancelled")
     refund.status, refund.failure, refund.updated_at = CANCELLED, reason, utcnow()
-    free_units(session, refund)
     _event(
         session,
         actor,
@@ -587,22 +702,59 @@ def cancel(session: Session, actor: Actor, refund_id: uuid.UUID, reason: str) ->
         after={"status": CANCELLED},
         data={"reason": reason},
     )
+    free_units(session, refund, actor)
     return refund
 
 
-def free_units(session: Session, refund: Refund) -> None:
-    """A failed or cancelled refund gives its units back (its amount is freed by status)."""
+def free_units(session: Session, refund: Refund, actor: Actor | None = None) -> None:
+    """A failed or cancelled refund gives its units back (its amount is freed by status);
+    a return it had made refunded goes back to where its goods are, so the buyer can be
+    paid again."""
     ret = returns_repo.get(session, refund.organization_id, refund.return_id, lock=True)
     assert ret is not None
     by_id = {str(ln.id): ln for ln in ret.lines}
     for part in refund.lines:
         by_id[part["return_line_id"]].refunded -= int(part["quantity"])
+    if ReturnStatus(ret.status) is not ReturnStatus.REFUNDED or _still_settled(session, ret):
+        return
+    back = _status_before_refunded(session, ret)
+    returns_service.transition(
+        session,
+        actor or Actor.system(ret.organization_id, "refunds"),
+        ret.id,
+        ReturnAction.REFUND_FREED,
+        lambda r: {
+            "refund_id": refund.id,
+            "refund_status": refund.status,
+            "reason": f"refund {refund.id} {refund.status}: its units are no longer paid",
+        },
+        target_status=back,
+    )
 
 
-def _label_deduction(session: Session, ret: Return, settings: dict[str, Any]) -> int:
+def _still_settled(session: Session, ret: Return) -> bool:
+    """Whether the return's live refunds still settle what made it refunded."""
+    status = _status_before_refunded(session, ret)
+    if status in (ReturnStatus.LOST, ReturnStatus.DISPUTED):
+        return any(ln.refunded for ln in ret.lines)
+    return all(ln.refunded + (ln.inspected - ln.passed) >= ln.approved for ln in ret.lines)
+
+
+def _status_before_refunded(session: Session, ret: Return) -> ReturnStatus:
+    """The status the return had when it last became refunded (from its timeline); where
+    no event says, the status its goods are in."""
+    before = audit.last_status_before(session, ret.id, "return.refund")
+    if before is not None and before in {s.value for s in FREED_TARGETS}:
+        return ReturnStatus(before)
+    if any(ln.inspected for ln in ret.lines):
+        return ReturnStatus.INSPECTED
+    return ReturnStatus.RECEIVED
+
+
+def _label_deduction(session: Session, ret: Return, terms: money.LineTerms) -> int:
     """A prepaid label the seller bought is deducted when the policy says the buyer pays,
     once per return (on its first refund)."""
-    if settings.get("return_shipping_paid_by") != Payer.BUYER.value:
+    if terms.return_shipping_paid_by is not Payer.BUYER:
         return 0
     if session.scalar(
         select(func.count())
@@ -683,7 +835,8 @@ def mark_succeeded(
         "refund.succeeded",
         before={"status": before},
         after={"status": SUCCEEDED},
-        data={"reference": reference},
+        # What the provider's units could not carry (e.g. KWD fils to Stripe) was not paid.
+        data={"reference": reference, "unsent_minor": refund.unsent_minor},
     )
     # The cost ledger books the refund (gross, fee kept, label deducted) in this transaction.
     ledger.record_refund_paid(session, actor, refund)
@@ -704,7 +857,6 @@ def mark_failed(
     refund.provider_reference = reference or refund.provider_reference
     refund.provider_status = provider_status
     refund.settled_at = refund.updated_at = utcnow()
-    free_units(session, refund)
     _event(
         session,
         actor,
@@ -714,3 +866,4 @@ def mark_failed(
         after={"status": FAILED},
         data={"failure": failure, "code": code},
     )
+    free_units(session, refund, actor)

@@ -11,7 +11,7 @@ from returnguard.audit import service as audit
 from returnguard.auth.permissions import Permission
 from returnguard.auth.service import Actor
 from returnguard.domain.reasons import ReasonCode
-from returnguard.domain.returns import LIFECYCLE, ReturnAction, ReturnStatus
+from returnguard.domain.returns import ReturnAction, ReturnStatus
 from returnguard.errors import NotFound
 from returnguard.kit.deps import Reader, SessionDep, require
 from returnguard.kit.pagination import decode_cursor, encode_cursor
@@ -98,7 +98,7 @@ def return_out(session: Session, ret: Return, *, detail: bool = True) -> ReturnO
             )
             for ln in ret.lines
         ],
-        allowed_actions=LIFECYCLE.allowed_actions(ReturnStatus(ret.status)),
+        allowed_actions=service.allowed_actions(session, ret, exact=detail),
         requested_at=ret.requested_at,
         updated_at=ret.updated_at,
     )
@@ -137,7 +137,8 @@ def decide(return_id: uuid.UUID, session: SessionDep, actor: Decider) -> ReturnO
     "/{return_id}/decision", response_model=DecisionOut, responses=problem_responses(401, 404)
 )
 def decision(return_id: uuid.UUID, session: SessionDep, actor: Reader) -> DecisionOut:
-    """The latest policy decision: outcome, reasons, facts used, and why (the rule trace)."""
+    """The latest decision: who decided, the outcome, what the policy says for the same
+    facts (its reasons, facts used, settings and rule trace), and any override's reason."""
     service.get_return(session, actor.organization_id, return_id)
     record = policies.latest_decision(session, actor.organization_id, return_id)
     if record is None:
@@ -148,6 +149,10 @@ def decision(return_id: uuid.UUID, session: SessionDep, actor: Reader) -> Decisi
     return DecisionOut(
         id=record.id,
         outcome=record.outcome,
+        path=record.path,
+        decided_by=record.decided_by,
+        policy_outcome=record.policy_outcome,
+        override_reason=record.override_reason,
         reasons=record.reasons,
         missing_facts=record.missing_facts,
         policy_id=policy.id,
@@ -175,11 +180,13 @@ def add_evidence(
 ) -> list[EvidenceOut]:
     """Attach photos, videos, documents or a written explanation (multipart form).
 
-    When the return was waiting for evidence, the policy decides it again right away.
+    Each file's kind and type come from its content; a file already on the return is
+    answered with its existing evidence and not kept twice. When the return was waiting
+    for evidence and something new arrived, the policy decides it again right away.
     """
     ret = service.get_return(session, actor.organization_id, return_id)
     settings = request.app.state.settings
-    rows = evidence.add_evidence(
+    added = evidence.add_evidence(
         session,
         actor,
         ret,
@@ -190,9 +197,9 @@ def add_evidence(
         store=FileStore(settings.storage_dir),
         max_bytes=settings.max_upload_bytes,
     )
-    if ret.status == ReturnStatus.AWAITING_EVIDENCE.value:
+    if added.new and ret.status == ReturnStatus.AWAITING_EVIDENCE.value:
         service.decide(session, actor, return_id)
-    return [EvidenceOut.model_validate(e) for e in rows]
+    return [EvidenceOut.model_validate(e) for e in added.shown]
 
 
 @router.get(

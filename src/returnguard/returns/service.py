@@ -24,6 +24,7 @@ from returnguard.auth.actor import Actor
 from returnguard.domain import returns as lifecycle
 from returnguard.domain.policy.engine import Outcome
 from returnguard.domain.returns import (
+    FREED_TARGETS,
     LIFECYCLE,
     LineQuantities,
     QuantityError,
@@ -38,7 +39,7 @@ from returnguard.orders import repository as orders_repo
 from returnguard.outbox.service import publish_webhook_event
 from returnguard.policies import service as policies
 from returnguard.policies.service import Decided
-from returnguard.refunds.models import FREED, Refund
+from returnguard.refunds.models import FREED, GRANTED, PENDING, Refund
 from returnguard.returns import repository as repo
 from returnguard.returns.models import Inspection, Receipt, Return, ReturnLine, Shipment
 from returnguard.returns.schemas import (
@@ -231,6 +232,11 @@ class ReturnHasRefunds(Conflict):
 _RELEASING = frozenset({ReturnAction.CANCEL, ReturnAction.REJECT})
 
 
+class RefundsUnsettled(Conflict):
+    code = "refunds_unsettled"
+    title = "The return has refunds that are not settled yet"
+
+
 def _live_refunds(session: Session, return_id: uuid.UUID) -> int:
     return int(
         session.scalar(
@@ -242,6 +248,43 @@ def _live_refunds(session: Session, return_id: uuid.UUID) -> int:
     )
 
 
+def _unsettled_refunds(session: Session, return_id: uuid.UUID) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Refund)
+            .where(Refund.return_id == return_id, Refund.status.in_((GRANTED, PENDING)))
+        )
+        or 0
+    )
+
+
+def allowed_actions(session: Session, ret: Return, *, exact: bool = True) -> list[str]:
+    """What the return can do now, by API name; never an action its state would refuse.
+
+    ``exact`` asks the refund guard whether any unit can be refunded now; without it (in
+    lists) ``refunds`` is offered only for units that passed inspection and are unpaid,
+    which the guard always allows."""
+    # Imported here: the refund service builds on this module.
+    from returnguard.refunds import service as refunds
+
+    status = ReturnStatus(ret.status)
+    lines = [_quantities(ln) for ln in ret.lines]
+    if exact:
+        can_refund = refunds.can_refund(session, ret)
+    else:
+        can_refund = status in refunds.REFUNDABLE_STATES and any(
+            q.passed > q.refunded for q in lines
+        )
+    return lifecycle.available_actions(
+        status,
+        lines,
+        live_refunds=bool(_live_refunds(session, ret.id)),
+        unsettled_refunds=bool(_unsettled_refunds(session, ret.id)),
+        can_refund=can_refund,
+    )
+
+
 def transition(
     session: Session,
     actor: Actor,
@@ -250,6 +293,7 @@ def transition(
     mutate: Mutation | None = None,
     *,
     expected_version: int | None = None,
+    target_status: ReturnStatus | None = None,
 ) -> Return:
     """Apply ``action`` to a return; exactly one of two racing transitions can win."""
     ret = repo.get(session, actor.organization_id, return_id, lock=True)
@@ -263,20 +307,31 @@ def transition(
     current = ReturnStatus(ret.status)
     try:
         target = LIFECYCLE.next_status(current, action)
-    except IllegalTransition as exc:
+    except IllegalTransition:
+        allowed = allowed_actions(session, ret)
         raise IllegalTransitionError(
             f"cannot {action.value.replace('_', ' ')}: the return is {current.value}; "
-            f"allowed actions now: {', '.join(exc.allowed) or 'none (final state)'}",
+            f"allowed actions now: {', '.join(allowed) or 'none'}",
             extra={
                 "current_status": current.value,
-                "allowed_actions": exc.allowed,
+                "allowed_actions": allowed,
                 "allowed_next_statuses": LIFECYCLE.allowed_next_statuses(current),
             },
         ) from None
+    if target_status is not None:
+        if action is not ReturnAction.REFUND_FREED or target_status not in FREED_TARGETS:
+            raise ValueError(f"{action.value} cannot choose its target status")
+        target = target_status
     if action in _RELEASING and _live_refunds(session, ret.id):
         raise ReturnHasRefunds(
             f"cannot {action.value}: the return has refunds that are granted, sent or paid; "
             "cancel the granted ones first (a paid refund keeps the return open)",
+            extra={"current_status": current.value},
+        )
+    if action is ReturnAction.CLOSE and _unsettled_refunds(session, ret.id):
+        raise RefundsUnsettled(
+            "cannot close: the return has refunds that are granted or sent but not yet paid "
+            "or failed; a closed return could not be paid again if one of them fails",
             extra={"current_status": current.value},
         )
     before = _snapshot(ret)
@@ -332,6 +387,67 @@ def _approve_all(ret: Return) -> None:
         _store(line, lifecycle.approve_line(_quantities(line), None, f"lines.{i}"))
 
 
+class OverrideReasonRequired(InvalidInput):
+    code = "override_reason_required"
+    title = "Deciding against the policy needs a written reason"
+
+
+# A person's decision overrides the policy when it gives the buyer more than the policy
+# does for the same facts: these are the policy outcomes each hand decision overrides.
+_OVERRIDES: dict[str, frozenset[Outcome]] = {
+    "approve": frozenset({Outcome.REJECT, Outcome.REQUEST_EVIDENCE}),
+    "resolve_returnless": frozenset(set(Outcome) - {Outcome.RETURNLESS_REFUND}),
+    "offer": frozenset({Outcome.REJECT}),
+    "accept_offer": frozenset(),
+}
+_HAND_OUTCOMES = {
+    "approve": Outcome.AUTO_APPROVE,
+    "resolve_returnless": Outcome.RETURNLESS_REFUND,
+    "offer": Outcome.OFFER_ALTERNATIVES,
+    "accept_offer": Outcome.OFFER_ALTERNATIVES,
+}
+
+
+def _by_hand(
+    session: Session,
+    actor: Actor,
+    return_id: uuid.UUID,
+    path: str,
+    reason: str,
+    reason_field: str,
+    move: Callable[[], Return],
+) -> Return:
+    """A person's decision: the policy is evaluated on the same facts and stored with it,
+    so the refund guard reads the same terms as if the policy had decided; deciding
+    against the policy is an override and needs ``reason``."""
+    ret = repo.get(session, actor.organization_id, return_id, lock=True)
+    if ret is None:
+        raise NotFound(f"return {return_id} not found")
+    if actor.actor_type == "system":
+        return move()  # the policy's own moves are stored by decide()
+    evaluation = policies.evaluate_return(session, ret, for_person=True)
+    policy_outcome = evaluation.decision.outcome
+    override = policy_outcome in _OVERRIDES[path]
+    ret = move()
+    if override and not reason.strip():
+        reasons = "; ".join(evaluation.decision.reasons) or policy_outcome.value
+        raise OverrideReasonRequired.field(
+            reason_field,
+            f"the policy decides {policy_outcome.value} ({reasons}); to "
+            f"{path.replace('_', ' ')} instead, say why",
+        )
+    policies.store_decision(
+        session,
+        actor,
+        ret,
+        evaluation,
+        path=path,
+        outcome=_HAND_OUTCOMES[path],
+        override_reason=reason.strip() if override else None,
+    )
+    return ret
+
+
 def approve(session: Session, actor: Actor, return_id: uuid.UUID, data: ApproveIn) -> Return:
     def apply(ret: Return) -> dict[str, Any]:
         chosen: dict[uuid.UUID, int] = {}
@@ -350,7 +466,15 @@ def approve(session: Session, actor: Actor, return_id: uuid.UUID, data: ApproveI
         ret.status_reason = data.note or None
         return {"note": data.note}
 
-    return transition(session, actor, return_id, ReturnAction.APPROVE, apply)
+    return _by_hand(
+        session,
+        actor,
+        return_id,
+        "approve",
+        data.note,
+        "note",
+        lambda: transition(session, actor, return_id, ReturnAction.APPROVE, apply),
+    )
 
 
 def reject(session: Session, actor: Actor, return_id: uuid.UUID, reason: str) -> Return:
@@ -383,6 +507,16 @@ def simple(
             ret.status_reason = reason
         return {"reason": reason} if reason else {}
 
+    if action is ReturnAction.RESOLVE_RETURNLESS:
+        return _by_hand(
+            session,
+            actor,
+            return_id,
+            "resolve_returnless",
+            reason,
+            "reason",
+            lambda: transition(session, actor, return_id, action, apply),
+        )
     return transition(session, actor, return_id, action, apply)
 
 
@@ -409,22 +543,41 @@ def offer(session: Session, actor: Actor, return_id: uuid.UUID, data: OfferIn) -
         }
         return {"offer": ret.offer}
 
-    return transition(session, actor, return_id, ReturnAction.OFFER, apply)
+    return _by_hand(
+        session,
+        actor,
+        return_id,
+        "offer",
+        data.note,
+        "note",
+        lambda: transition(session, actor, return_id, ReturnAction.OFFER, apply),
+    )
 
 
 def accept_offer(session: Session, actor: Actor, return_id: uuid.UUID) -> Return:
     def apply(ret: Return) -> dict[str, Any]:
-        # The buyer keeps the goods: every requested unit is settled by the offer.
+        # The buyer keeps the goods: every requested unit is settled by the offer, and
+        # the offer bounds what may be refunded for them.
         _approve_all(ret)
+        ret.offer = {**(ret.offer or {}), "accepted": True}
         ret.status_reason = "offer accepted"
         return {"offer": ret.offer}
 
-    return transition(session, actor, return_id, ReturnAction.ACCEPT_OFFER, apply)
+    return _by_hand(
+        session,
+        actor,
+        return_id,
+        "accept_offer",
+        "",
+        "reason",
+        lambda: transition(session, actor, return_id, ReturnAction.ACCEPT_OFFER, apply),
+    )
 
 
 def decline_offer(session: Session, actor: Actor, return_id: uuid.UUID) -> Return:
     def apply(ret: Return) -> dict[str, Any]:
         _approve_all(ret)
+        ret.offer = {**(ret.offer or {}), "declined": True}
         ret.status_reason = "offer declined; return goes ahead"
         return {"offer": ret.offer}
 
@@ -556,6 +709,11 @@ def decide(session: Session, actor: Actor, return_id: uuid.UUID) -> tuple[Return
     decided = policies.decide(session, actor, ret)
     action = _DECISION_ACTIONS[decided.decision.outcome].get(status)
     if action is None:
+        # Decided again in the same status (more evidence, still not enough): the reason
+        # shown with the return is the new decision's, never the one it replaced.
+        ret.status_reason = "; ".join(decided.decision.reasons) or ret.status_reason
+        ret.updated_at = utcnow()
+        session.flush()
         return ret, decided
     policy_actor = Actor.system(
         actor.organization_id, f"policy {decided.policy_name!r} v{decided.version.version}"

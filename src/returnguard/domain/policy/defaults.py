@@ -1,7 +1,8 @@
 """The policy every channel starts with, in the channel's currency.
 
 Seed behaviour: the buyer pays return shipping for no-fault returns; a restocking fee on
-opened no-fault returns; photos for defective, not-as-described and damaged items;
+opened no-fault returns; photos for defective, not-as-described and damaged items, whose
+refund (like every seller-fault return's) includes the original delivery charge;
 inspection before any refund above a value threshold; a returnless refund when the item
 is worth less than bringing it back.
 """
@@ -38,6 +39,7 @@ def default_policy_data(currency: str) -> dict[str, Any]:
     return {
         "name": f"Default policy ({currency})",
         "description": "ReturnGuard's starting policy. Copy it, change it, backtest it.",
+        "high_value_threshold": {"amount": amount(150), "currency": currency},
         "defaults": {
             "eligible": True,
             "return_window_days": 30,
@@ -83,9 +85,9 @@ def default_policy_data(currency: str) -> dict[str, Any]:
             },
             {
                 "id": "seller-fault-free",
-                "description": "Seller-fault returns are free for the buyer",
+                "description": "Seller-fault returns are free for the buyer, delivery included",
                 "when": {"reason_classes": ["seller_fault"]},
-                "then": {"return_shipping_paid_by": "seller"},
+                "then": {"return_shipping_paid_by": "seller", "refund_outbound_shipping": True},
             },
             {
                 "id": "no-fault-buyer-pays",

@@ -160,11 +160,28 @@ class Rule(_Strict):
     stop: StrictBool = False
 
 
+class HighValueThreshold(_Strict):
+    """Returns worth this much or more (every requested unit at what was paid for it)
+    never get money before a passed inspection, whoever decides them."""
+
+    amount: Amount
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = Field(
+        default=None, description="Default: the return's own currency"
+    )
+
+    _numbers = field_validator("amount", mode="before")(_decimal_text)
+
+
 class PolicyDocument(_Strict):
     """A whole policy. `defaults` decide every setting no matching rule decides."""
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
     description: Annotated[str, Field(max_length=5000)] = ""
+    high_value_threshold: HighValueThreshold | None = Field(
+        default=None,
+        description="Returns worth this much or more are inspected before any refund, "
+        "however they were decided",
+    )
     defaults: Settings
     rules: list[Rule] = Field(default_factory=list, max_length=500)
 
