@@ -13,6 +13,7 @@ from returnguard.kit.db import Database
 from returnguard.orders.models import Buyer
 from returnguard.policies.models import Policy
 from tests.conftest import Api
+from tests.media import jpeg_bytes
 
 PRICES = {"CHEAP": "5.00", "MUG": "40.00", "TENT": "300.00"}
 
@@ -109,7 +110,7 @@ def test_default_policy_reproduces_the_seed_behaviours(api: Api, db: Database) -
     assert ret["status"] == "awaiting_evidence"
     assert "2 more photo(s)" in _decision(api, ret)["reasons"][0]
     files = [
-        ("files", (f"p{i}.jpg", b"\xff\xd8\xff" + bytes([i]) * 64, "image/jpeg")) for i in range(2)
+        ("files", (f"p{i}.jpg", jpeg_bytes(color=(i * 90, 40, 40)), "image/jpeg")) for i in range(2)
     ]
     r = api.client.post(
         f"/api/v1/returns/{ret['id']}/evidence",

@@ -20,8 +20,8 @@ from returnguard.fx import service as fx
 from returnguard.kit.money import Money
 from returnguard.ledger.models import LedgerEntry
 from returnguard.orders.models import Buyer, Channel, Order, Product
-from returnguard.policies.facts import assemble_facts
-from returnguard.policies.models import Evidence, PolicyVersion, ReturnDecision
+from returnguard.policies.facts import assemble_facts, evidence_counts
+from returnguard.policies.models import PolicyVersion, ReturnDecision
 from returnguard.returns.models import Return
 
 CHUNK = 1000
@@ -86,13 +86,8 @@ def _cases(
     }
     return_ids = [r.id for r in returns]
     currencies = {r.id: r.currency for r in returns}
-    evidence: dict[uuid.UUID, dict[str, int]] = {}
-    for rid, kind, n in session.execute(
-        select(Evidence.return_id, Evidence.kind, func.count())
-        .where(Evidence.return_id.in_(return_ids))
-        .group_by(Evidence.return_id, Evidence.kind)
-    ):
-        evidence.setdefault(rid, {})[kind] = int(n)
+    # Distinct files, as a live decision counts them (the same photo twice counts once).
+    evidence = evidence_counts(session, return_ids)
     # Earlier orders per buyer decide "first-time buyer"; counted once per chunk.
     first_order: dict[uuid.UUID, datetime] = dict(
         session.execute(  # type: ignore[arg-type]

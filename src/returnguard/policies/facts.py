@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from returnguard.audit.service import jsonable
@@ -64,14 +65,33 @@ def return_facts(session: Session, ret: Return) -> ReturnFacts:
             )
         )
     }
-    kinds = dict(
-        session.execute(
-            select(Evidence.kind, func.count())
-            .where(Evidence.return_id == ret.id)
-            .group_by(Evidence.kind)
-        ).all()
-    )
+    kinds = evidence_counts(session, [ret.id]).get(ret.id, {})
     return assemble_facts(ret, order, channel, buyer, products, kinds, _first_time(session, order))
+
+
+_FILE_KINDS = ("photo", "video", "document")
+
+
+def evidence_counts(
+    session: Session, return_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, int]]:
+    """Evidence per return and kind: distinct files (by SHA-256) for photos, videos and
+    documents, so the same bytes twice count once; written texts by row."""
+    counts: dict[uuid.UUID, dict[str, int]] = {}
+    if not return_ids:
+        return counts
+    for return_id, kind, rows, files in session.execute(
+        select(
+            Evidence.return_id,
+            Evidence.kind,
+            func.count(),
+            func.count(distinct(Evidence.sha256)),
+        )
+        .where(Evidence.return_id.in_(return_ids))
+        .group_by(Evidence.return_id, Evidence.kind)
+    ):
+        counts.setdefault(return_id, {})[kind] = int(files if kind in _FILE_KINDS else rows)
+    return counts
 
 
 def assemble_facts(
