@@ -4,7 +4,24 @@ No database: each adapter talks to a real httpx.Client whose transport respx rep
 The tests check what the adapter asks (URL, method, headers, the idempotency key, the
 form or JSON body) and how it reads every recorded answer: a ProviderResult when the
 provider answered for good, ProviderError when the outcome is unknown and the call must
-be retried with the same key.
+be retried with the same key (or, with ``retry=False``, when asking again cannot help),
+UnknownAnswer (kept verbatim, the refund stays pending) when the answer is unreadable.
+
+The recordings follow the providers' published shapes, checked field by field against:
+
+- Stripe: github.com/stripe/openapi at f6c2a48 (2026-08-21), `openapi/fixtures3.json`
+  (the refund object: id, object, amount, charge, payment_intent, metadata, status,
+  destination_details, ...); the API version the recordings name is 2025-12-15.clover.
+  Headers `Stripe-Should-Retry` and `Idempotent-Replayed` as in docs.stripe.com/error-low-level
+  and /api/idempotent_requests.
+- PayPal: github.com/paypal/paypal-rest-api-specifications at ec4d8f3,
+  `openapi/payments_payment_v2.json` v2.5 (`refund`, `refund_status`, `refund_request`,
+  `money` with a string `value`).
+- Shopify: the Admin GraphQL reference for 2026-01 (shopify.dev/docs/api/admin-graphql):
+  `RefundInput.currency`, `Order.presentmentCurrencyCode`, `Refund.transactions` (an
+  `OrderTransactionConnection`: `nodes { id kind status errorCode gateway amountSet }`),
+  `OrderTransactionStatus` (SUCCESS, PENDING, FAILURE, ERROR, AWAITING_RESPONSE, UNKNOWN)
+  and `OrderTransactionErrorCode`.
 """
 
 from __future__ import annotations
@@ -28,6 +45,7 @@ from returnguard.refunds.providers.base import (
     ProviderState,
     RefundLineItem,
     RefundRequest,
+    UnknownAnswer,
 )
 from returnguard.refunds.providers.paypal import PayPalAdapter
 from returnguard.refunds.providers.shopify import ShopifyAdapter, marker
@@ -141,24 +159,181 @@ def test_stripe_send_posts_a_form_with_the_idempotency_key(stripe: StripeAdapter
         "metadata[returnguard_refund_id]": REFUND_ID,
     }
     assert result == ProviderResult(
-        ProviderState.SUCCEEDED, reference=STRIPE_REFUND, provider_status="succeeded"
+        ProviderState.SUCCEEDED,
+        reference=STRIPE_REFUND,
+        provider_status="succeeded",
+        unsent_minor=0,
     )
     assert result.raw["metadata"] == {"returnguard_refund_id": REFUND_ID}
 
 
 @pytest.mark.parametrize(
-    ("currency", "minor", "amount"),
-    [("EUR", 1999, "1999"), ("JPY", 1500, "1500"), ("KWD", 1250, "1250")],
+    ("currency", "minor", "amount", "unsent"),
+    [
+        pytest.param("EUR", 1999, "1999", 0, id="EUR-19.99"),
+        pytest.param("USD", 1234, "1234", 0, id="USD-12.34"),
+        pytest.param("JPY", 5000, "5000", 0, id="JPY-zero-decimal"),
+        pytest.param("ISK", 5000, "500000", 0, id="ISK-in-hundredths"),
+        pytest.param("UGX", 5000, "500000", 0, id="UGX-in-hundredths"),
+        pytest.param("HUF", 4990, "499000", 0, id="HUF-two-decimal"),
+        pytest.param("TWD", 10050, "10050", 0, id="TWD-two-decimal"),
+        pytest.param("KWD", 1250, "1250", 0, id="KWD-ends-in-0"),
+        pytest.param("KWD", 12345, "12340", 5, id="KWD-rounded-down-to-10-fils"),
+    ],
 )
-def test_stripe_sends_the_amount_in_minor_units(
-    stripe: StripeAdapter, currency: str, minor: int, amount: str
+def test_stripe_sends_the_amount_in_its_own_unit_never_more(
+    stripe: StripeAdapter, currency: str, minor: int, amount: str, unsent: int
 ) -> None:
     with respx.mock(assert_all_called=True) as mock:
         route = mock.post(f"{STRIPE_API}/v1/refunds").mock(
             return_value=recorded("stripe", "refund_succeeded")
         )
-        stripe.send(replace(REQUEST, currency=currency, amount_minor=minor))
+        result = stripe.send(replace(REQUEST, currency=currency, amount_minor=minor))
     assert form(route.calls.last.request)["amount"] == amount
+    assert result.unsent_minor == unsent
+
+
+@pytest.mark.parametrize("currency", ["IRR", "SSP", "VES"])
+def test_stripe_refuses_a_currency_it_does_not_take_before_any_call(
+    stripe: StripeAdapter, currency: str
+) -> None:
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(f"{STRIPE_API}/v1/refunds")
+        result = stripe.send(replace(REQUEST, currency=currency, amount_minor=5000))
+    assert not route.called
+    assert (result.state, result.code) == (ProviderState.FAILED, "currency_not_supported")
+    assert result.message == f"Stripe does not take refunds in {currency}"
+
+
+def test_stripe_kwd_below_ten_fils_is_not_sent(stripe: StripeAdapter) -> None:
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(f"{STRIPE_API}/v1/refunds")
+        result = stripe.send(replace(REQUEST, currency="KWD", amount_minor=7))
+    assert not route.called
+    assert (result.state, result.code) == (ProviderState.FAILED, "amount_below_provider_unit")
+    assert result.message == (
+        "0.007 KWD is less than the smallest amount Stripe can refund (0.010 KWD)"
+    )
+
+
+def test_stripe_rate_limit_400_is_retried_with_the_same_key(stripe: StripeAdapter) -> None:
+    """Stripe's older rate-limit answer is a 400 with code `rate_limit`: the refund was
+    not made, and a retry with the same key makes it."""
+    with respx.mock(assert_all_called=True) as mock:
+        route = mock.post(f"{STRIPE_API}/v1/refunds").mock(
+            side_effect=[
+                recorded("stripe", "rate_limit_400"),
+                recorded("stripe", "refund_succeeded"),
+            ]
+        )
+        with pytest.raises(ProviderError, match="HTTP 400") as caught:
+            stripe.send(REQUEST)
+        assert caught.value.retry is True
+        result = stripe.send(REQUEST)
+    first, second = (call.request for call in route.calls)
+    assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"] == KEY
+    assert first.content == second.content
+    assert (result.state, result.reference) == (ProviderState.SUCCEEDED, STRIPE_REFUND)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(recorded("stripe", "idempotency_key_in_use"), id="409-true"),
+        pytest.param(recorded("stripe", "rate_limit"), id="429-true"),
+        pytest.param(
+            recorded("stripe", "charge_already_refunded", headers={"Stripe-Should-Retry": "true"}),
+            id="400-true",
+        ),
+    ],
+)
+def test_stripe_should_retry_true_is_retried(stripe: StripeAdapter, answer: httpx.Response) -> None:
+    """Stripe says the request can be retried: the outcome is left open, never a failure."""
+    with respx.mock(assert_all_called=True) as mock:
+        mock.post(f"{STRIPE_API}/v1/refunds").mock(return_value=answer)
+        with pytest.raises(ProviderError, match="Stripe says to retry") as caught:
+            stripe.send(REQUEST)
+    assert caught.value.retry is True
+
+
+def test_stripe_should_retry_false_on_a_rate_limit_fails_the_refund(
+    stripe: StripeAdapter,
+) -> None:
+    answer = recorded("stripe", "rate_limit", headers={"Stripe-Should-Retry": "false"})
+    with respx.mock(assert_all_called=True) as mock:
+        route = mock.post(f"{STRIPE_API}/v1/refunds").mock(return_value=answer)
+        result = stripe.send(REQUEST)
+    assert route.call_count == 1
+    assert (result.state, result.code) == (ProviderState.FAILED, "rate_limit")
+
+
+@pytest.mark.parametrize("answer", ["api_error_replayed", "api_error_should_not_retry"])
+def test_stripe_5xx_that_retrying_cannot_change_looks_our_refund_up(
+    stripe: StripeAdapter, answer: str
+) -> None:
+    """A replayed 5xx (Stripe stored the first answer for our key) or a 5xx Stripe says
+    not to retry: sending again is useless, so the payment's refunds are searched for ours
+    by its metadata."""
+    with respx.mock(assert_all_called=True) as mock:
+        create = mock.post(f"{STRIPE_API}/v1/refunds").mock(return_value=recorded("stripe", answer))
+        listing = mock.get(f"{STRIPE_API}/v1/refunds").mock(
+            return_value=recorded("stripe", "refund_list_with_ours")
+        )
+        result = stripe.send(REQUEST)
+    assert create.call_count == 1 and listing.call_count == 1
+    assert dict(listing.calls.last.request.url.params) == {
+        "payment_intent": PAYMENT_INTENT,
+        "limit": "100",
+    }
+    assert (result.state, result.reference) == (ProviderState.SUCCEEDED, STRIPE_REFUND)
+    assert result.raw["metadata"] == {"returnguard_refund_id": REFUND_ID}
+
+
+def test_stripe_replayed_5xx_without_our_refund_stops_retrying(stripe: StripeAdapter) -> None:
+    with respx.mock(assert_all_called=True) as mock:
+        mock.post(f"{STRIPE_API}/v1/refunds").mock(
+            return_value=recorded("stripe", "api_error_replayed")
+        )
+        mock.get(f"{STRIPE_API}/v1/refunds").mock(
+            return_value=recorded("stripe", "refund_list_without_ours")
+        )
+        with pytest.raises(ProviderError, match="replays the error it stored") as caught:
+            stripe.send(REQUEST)
+    assert caught.value.retry is False
+    assert "a person has to check the payment " + PAYMENT_INTENT in str(caught.value)
+
+
+def test_stripe_first_5xx_is_retried_without_a_lookup(stripe: StripeAdapter) -> None:
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(f"{STRIPE_API}/v1/refunds").mock(return_value=recorded("stripe", "api_error_503"))
+        listing = mock.get(f"{STRIPE_API}/v1/refunds")
+        with pytest.raises(ProviderError, match="HTTP 503") as caught:
+            stripe.send(REQUEST)
+    assert caught.value.retry is True and not listing.called
+
+
+@pytest.mark.parametrize("status", ["processing", "", None])
+def test_stripe_unknown_status_is_kept_verbatim_and_never_paid(
+    stripe: StripeAdapter, status: str | None
+) -> None:
+    answer = recorded("stripe", "refund_succeeded", status=status)
+    with respx.mock(assert_all_called=True) as mock:
+        mock.post(f"{STRIPE_API}/v1/refunds").mock(return_value=answer)
+        with pytest.raises(UnknownAnswer, match="unknown refund status") as caught:
+            stripe.send(REQUEST)
+    assert caught.value.answer == {"http_status": 200, "body": answer.json()}
+    assert caught.value.reference == STRIPE_REFUND
+
+
+def test_stripe_unknown_shape_is_kept_verbatim(stripe: StripeAdapter) -> None:
+    with respx.mock(assert_all_called=True) as mock:
+        mock.post(f"{STRIPE_API}/v1/refunds").mock(
+            return_value=httpx.Response(200, json=[{"id": STRIPE_REFUND}])
+        )
+        with pytest.raises(UnknownAnswer) as caught:
+            stripe.send(REQUEST)
+    assert caught.value.answer == {"http_status": 200, "body": [{"id": STRIPE_REFUND}]}
+    assert caught.value.reference is None
 
 
 def test_stripe_refunds_a_charge_when_the_reference_is_a_charge(stripe: StripeAdapter) -> None:
@@ -290,7 +465,10 @@ def test_stripe_lookup_by_reference(stripe: StripeAdapter) -> None:
     assert sent.headers["Authorization"] == f"Bearer {STRIPE_KEY}"
     assert "Idempotency-Key" not in sent.headers and sent.content == b""
     assert result == ProviderResult(
-        ProviderState.SUCCEEDED, reference=STRIPE_REFUND, provider_status="succeeded"
+        ProviderState.SUCCEEDED,
+        reference=STRIPE_REFUND,
+        provider_status="succeeded",
+        unsent_minor=0,
     )
 
 
@@ -420,13 +598,16 @@ def test_paypal_send_gets_a_token_then_posts_the_refund(paypal: PayPalAdapter) -
         "note_to_payer": "Damaged mug",
     }
     assert result == ProviderResult(
-        ProviderState.SUCCEEDED, reference=PAYPAL_REFUND, provider_status="COMPLETED"
+        ProviderState.SUCCEEDED,
+        reference=PAYPAL_REFUND,
+        provider_status="COMPLETED",
+        unsent_minor=0,
     )
 
 
 @pytest.mark.parametrize(
     ("currency", "minor", "value"),
-    [("EUR", 1999, "19.99"), ("EUR", 1000, "10.00"), ("JPY", 1500, "1500"), ("KWD", 1250, "1.250")],
+    [("EUR", 1999, "19.99"), ("EUR", 1000, "10.00"), ("JPY", 1500, "1500"), ("HUF", 4990, "4990")],
 )
 def test_paypal_sends_a_decimal_string_at_the_currency_precision(
     paypal: PayPalAdapter, currency: str, minor: int, value: str
@@ -436,6 +617,54 @@ def test_paypal_sends_a_decimal_string_at_the_currency_precision(
         refund.mock(return_value=recorded("paypal", "refund_completed"))
         paypal.send(replace(PAYPAL_REQUEST, currency=currency, amount_minor=minor))
     assert body(refund.calls.last.request)["amount"] == {"value": value, "currency_code": currency}
+
+
+def test_paypal_twd_is_sent_without_decimals_and_the_rest_is_kept(paypal: PayPalAdapter) -> None:
+    """PayPal takes TWD in whole dollars: TWD 100.50 is refunded as "100", never "101",
+    and the 0.50 it could not send is on the result."""
+    with respx.mock(assert_all_called=True) as mock:
+        _, refund = _paypal_routes(mock)
+        refund.mock(return_value=recorded("paypal", "refund_completed"))
+        result = paypal.send(replace(PAYPAL_REQUEST, currency="TWD", amount_minor=10050))
+    assert body(refund.calls.last.request)["amount"] == {"value": "100", "currency_code": "TWD"}
+    assert (result.state, result.unsent_minor) == (ProviderState.SUCCEEDED, 50)
+
+
+@pytest.mark.parametrize(
+    ("currency", "minor", "code", "message"),
+    [
+        ("KWD", 1250, "currency_not_supported", "PayPal does not take refunds in KWD"),
+        ("INR", 1999, "currency_not_supported", "PayPal does not take refunds in INR"),
+        (
+            "TWD",
+            50,
+            "amount_below_provider_unit",
+            "0.50 TWD is less than the smallest amount PayPal can refund (1.00 TWD)",
+        ),
+    ],
+)
+def test_paypal_refund_it_cannot_take_fails_before_any_call(
+    paypal: PayPalAdapter, currency: str, minor: int, code: str, message: str
+) -> None:
+    with respx.mock(assert_all_called=False) as mock:
+        token, refund = _paypal_routes(mock)
+        result = paypal.send(replace(PAYPAL_REQUEST, currency=currency, amount_minor=minor))
+    assert not token.called and not refund.called
+    assert (result.state, result.code, result.message) == (ProviderState.FAILED, code, message)
+
+
+def test_paypal_unknown_status_is_kept_verbatim(paypal: PayPalAdapter) -> None:
+    answer = recorded("paypal", "refund_completed", status="PARTIALLY_COMPLETED")
+    with respx.mock(assert_all_called=True) as mock:
+        _, refund = _paypal_routes(mock)
+        refund.mock(return_value=answer)
+        with pytest.raises(UnknownAnswer, match="PARTIALLY_COMPLETED") as caught:
+            paypal.send(PAYPAL_REQUEST)
+    assert caught.value.answer == {"http_status": 200, "body": answer.json()}
+    assert (caught.value.reference, caught.value.provider_status) == (
+        PAYPAL_REFUND,
+        "PARTIALLY_COMPLETED",
+    )
 
 
 def test_paypal_note_to_payer_is_capped_and_never_empty(paypal: PayPalAdapter) -> None:
@@ -641,7 +870,10 @@ def test_paypal_lookup_by_reference(paypal: PayPalAdapter) -> None:
     assert sent.headers["Authorization"] == f"Bearer {PAYPAL_TOKEN}"
     assert "PayPal-Request-Id" not in sent.headers
     assert result == ProviderResult(
-        ProviderState.SUCCEEDED, reference=PAYPAL_REFUND, provider_status="COMPLETED"
+        ProviderState.SUCCEEDED,
+        reference=PAYPAL_REFUND,
+        provider_status="COMPLETED",
+        unsent_minor=0,
     )
 
 
@@ -749,6 +981,7 @@ def test_shopify_send_reads_the_sale_then_creates_an_idempotent_refund(
         "orderId": SHOPIFY_ORDER,
         "note": f"ReturnGuard refund {REFUND_ID}. Damaged mug",
         "notify": False,
+        "currency": "EUR",
         "transactions": [
             {
                 "orderId": SHOPIFY_ORDER,
@@ -768,7 +1001,7 @@ def test_shopify_send_reads_the_sale_then_creates_an_idempotent_refund(
     }
     assert variables["input"]["note"].startswith(marker(REFUND_ID))
     assert result == ProviderResult(
-        ProviderState.SUCCEEDED, reference=SHOPIFY_REFUND, provider_status="CREATED"
+        ProviderState.SUCCEEDED, reference=SHOPIFY_REFUND, provider_status="SUCCESS", unsent_minor=0
     )
 
 
@@ -838,19 +1071,27 @@ def test_shopify_lists_line_items_only_when_all_are_shopify_line_ids(
     assert fake.variables("RefundCreate")["input"].get("refundLineItems") == expected
 
 
+def _paid_in(currency: str) -> httpx.Response:
+    """The order's transactions, for an order the buyer paid in ``currency``."""
+    answer = recorded_body("shopify", "order_transactions")
+    answer["data"]["order"]["presentmentCurrencyCode"] = currency
+    return httpx.Response(200, json=answer)
+
+
 @pytest.mark.parametrize(
     ("currency", "minor", "amount"),
     [("EUR", 1999, "19.99"), ("JPY", 1500, "1500"), ("KWD", 1250, "1.250")],
 )
-def test_shopify_sends_a_decimal_string_at_the_currency_precision(
+def test_shopify_sends_a_decimal_string_and_the_currency(
     shopify: ShopifyAdapter, currency: str, minor: int, amount: str
 ) -> None:
-    fake = FakeShopify(OrderTransactions="order_transactions", RefundCreate="refund_create")
+    fake = FakeShopify(OrderTransactions=_paid_in(currency), RefundCreate="refund_create")
     with respx.mock(assert_all_called=True) as mock:
         _shopify(mock, fake)
         shopify.send(replace(SHOPIFY_REQUEST, currency=currency, amount_minor=minor))
-    (transaction,) = fake.variables("RefundCreate")["input"]["transactions"]
-    assert transaction["amount"] == amount
+    refund_input = fake.variables("RefundCreate")["input"]
+    (transaction,) = refund_input["transactions"]
+    assert (transaction["amount"], refund_input["currency"]) == (amount, currency)
 
 
 def test_shopify_takes_an_order_gid_as_it_is(shopify: ShopifyAdapter) -> None:
@@ -1023,7 +1264,7 @@ def test_shopify_lookup_finds_our_refund_by_the_note_marker(shopify: ShopifyAdap
     assert fake.operations == ["OrderRefunds"]
     assert fake.variables("OrderRefunds") == {"id": SHOPIFY_ORDER}
     assert result == ProviderResult(
-        ProviderState.SUCCEEDED, reference=SHOPIFY_REFUND, provider_status="CREATED"
+        ProviderState.SUCCEEDED, reference=SHOPIFY_REFUND, provider_status="SUCCESS", unsent_minor=0
     )
 
 
@@ -1051,6 +1292,135 @@ def test_shopify_lookup_trouble_raises_provider_error(shopify: ShopifyAdapter, a
         _shopify(mock, FakeShopify(OrderRefunds=answer))
         with pytest.raises(ProviderError):
             shopify.lookup(SHOPIFY_REQUEST, None)
+
+
+def test_shopify_order_paid_in_another_currency_is_not_refunded(shopify: ShopifyAdapter) -> None:
+    """Ours says EUR but the buyer paid USD at Shopify: sending the EUR amount as USD would
+    refund the wrong money, so nothing is created."""
+    fake = FakeShopify(OrderTransactions=_paid_in("USD"))
+    with respx.mock(assert_all_called=True) as mock:
+        _shopify(mock, fake)
+        result = shopify.send(SHOPIFY_REQUEST)
+    assert fake.operations == ["OrderTransactions"]
+    assert (result.state, result.code) == (ProviderState.FAILED, "currency_mismatch")
+    assert result.message is not None and "paid in USD at Shopify" in result.message
+
+
+def test_shopify_refuses_a_currency_it_does_not_take_before_any_call(
+    shopify: ShopifyAdapter,
+) -> None:
+    with respx.mock(assert_all_called=False) as mock:
+        route = _shopify(mock, FakeShopify())
+        result = shopify.send(replace(SHOPIFY_REQUEST, currency="KPW", amount_minor=500))
+    assert not route.called
+    assert (result.state, result.code) == (ProviderState.FAILED, "currency_not_supported")
+
+
+@pytest.mark.parametrize(
+    ("refund_answer", "state", "status", "code", "message"),
+    [
+        ("refund_create", ProviderState.SUCCEEDED, "SUCCESS", None, None),
+        ("refund_create_pending", ProviderState.PENDING, "PENDING", None, None),
+        (
+            "refund_create_awaiting_response",
+            ProviderState.PENDING,
+            "AWAITING_RESPONSE",
+            None,
+            None,
+        ),
+        (
+            "refund_create_failure",
+            ProviderState.FAILED,
+            "FAILURE",
+            "card_declined",
+            "the refund transaction was FAILURE: CARD_DECLINED",
+        ),
+        (
+            "refund_create_error",
+            ProviderState.FAILED,
+            "ERROR",
+            "generic_error",
+            "the refund transaction was ERROR: GENERIC_ERROR",
+        ),
+    ],
+)
+def test_shopify_refund_state_comes_from_its_refund_transactions(
+    shopify: ShopifyAdapter,
+    refund_answer: str,
+    state: ProviderState,
+    status: str,
+    code: str | None,
+    message: str | None,
+) -> None:
+    """A created Shopify refund is only a record: paid when its transactions succeeded,
+    pending while they wait on the gateway, failed when they failed."""
+    fake = FakeShopify(OrderTransactions="order_transactions", RefundCreate=refund_answer)
+    with respx.mock(assert_all_called=True) as mock:
+        _shopify(mock, fake)
+        result = shopify.send(SHOPIFY_REQUEST)
+    assert "transactions(first: 10)" in fake.asked[1][1]["query"]
+    assert (result.state, result.reference, result.provider_status) == (
+        state,
+        SHOPIFY_REFUND,
+        status,
+    )
+    assert (result.code, result.message) == (code, message)
+
+
+def test_shopify_pending_refund_is_looked_up_later_not_created_again(
+    shopify: ShopifyAdapter,
+) -> None:
+    fake = FakeShopify(
+        OrderTransactions="order_transactions",
+        RefundCreate="refund_create_pending",
+        OrderRefunds="order_refunds",
+    )
+    with respx.mock(assert_all_called=True) as mock:
+        _shopify(mock, fake)
+        pending = shopify.send(SHOPIFY_REQUEST)
+        later = shopify.lookup(SHOPIFY_REQUEST, pending.reference)
+    assert fake.operations == ["OrderTransactions", "RefundCreate", "OrderRefunds"]
+    assert pending.state is ProviderState.PENDING
+    assert later is not None
+    assert (later.state, later.reference, later.provider_status) == (
+        ProviderState.SUCCEEDED,
+        SHOPIFY_REFUND,
+        "SUCCESS",
+    )
+
+
+def _refund_with(*statuses: str) -> httpx.Response:
+    answer = recorded_body("shopify", "refund_create")
+    refund = answer["data"]["refundCreate"]["refund"]
+    (node,) = refund["transactions"]["nodes"]
+    refund["transactions"]["nodes"] = [node | {"status": status} for status in statuses]
+    return httpx.Response(200, json=answer)
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        pytest.param("refund_create_unknown_status", "unknown transaction status", id="UNKNOWN"),
+        pytest.param(_refund_with("SUCCESS", "FAILURE"), "some of its transactions", id="mixed"),
+        pytest.param(
+            _refund_with("PENDING", "ERROR"), "some of its transactions", id="pending-and-error"
+        ),
+        pytest.param(_refund_with(), "no refund transaction", id="no-transactions"),
+    ],
+)
+def test_shopify_refund_whose_money_is_unclear_stays_unknown(
+    shopify: ShopifyAdapter, answer: str | httpx.Response, why: str
+) -> None:
+    fake = FakeShopify(OrderTransactions="order_transactions", RefundCreate=answer)
+    with respx.mock(assert_all_called=True) as mock:
+        _shopify(mock, fake)
+        with pytest.raises(UnknownAnswer, match=why) as caught:
+            shopify.send(SHOPIFY_REQUEST)
+    created = (recorded("shopify", answer) if isinstance(answer, str) else answer).json()["data"][
+        "refundCreate"
+    ]["refund"]
+    assert caught.value.answer == {"http_status": 200, "body": created}
+    assert caught.value.reference == SHOPIFY_REFUND
 
 
 # --------------------------------------------------------------------------- configuration

@@ -3,8 +3,10 @@
 The provider here is a stateful stand-in for Stripe's public refunds API, served
 through respx: it keeps the refunds it made, answers a repeated Idempotency-Key with
 the refund that key made (as Stripe does), and can be told to lose its answer
-(a timeout after the refund was made), to say "already refunded", or to keep a refund
-pending for a while.
+(a timeout after the refund was made), to say "already refunded", to keep a refund
+pending for a while, to answer with a status ReturnGuard does not know, or to answer
+with a 500 that it stores for the key and replays (`Idempotent-Replayed: true`) to every
+retry, as Stripe does with errors of requests that started executing.
 """
 
 from __future__ import annotations
@@ -41,13 +43,21 @@ class FakeStripe:
     lose_next_answer: int = 0  # make the refund, then time out this many times
     already_refunded: bool = False
     start_pending: bool = False
+    status: str | None = None  # the status new refunds get, when not the usual ones
+    error_500: str | None = None  # "after_refund" or "no_refund": answer 500, stored
+    stored_errors: set[str] = field(default_factory=set)
 
     def create(self, request: httpx.Request) -> httpx.Response:
         key = request.headers["Idempotency-Key"]
         self.keys_seen.append(key)
         form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+        if key in self.stored_errors:
+            return self._error_500(replayed=True)
         if key in self.by_key:
             return self._answer(request, self.refunds[self.by_key[key]])
+        if self.error_500 == "no_refund":
+            self.stored_errors.add(key)
+            return self._error_500(replayed=False)
         if self.already_refunded:
             return httpx.Response(
                 400,
@@ -67,11 +77,24 @@ class FakeStripe:
             "currency": "eur",
             "payment_intent": form["payment_intent"],
             "metadata": {"returnguard_refund_id": form["metadata[returnguard_refund_id]"]},
-            "status": "pending" if self.start_pending else "succeeded",
+            "status": self.status or ("pending" if self.start_pending else "succeeded"),
         }
         self.refunds[refund_id] = refund
         self.by_key[key] = refund_id
+        if self.error_500 == "after_refund":
+            self.stored_errors.add(key)
+            return self._error_500(replayed=False)
         return self._answer(request, refund)
+
+    def _error_500(self, replayed: bool) -> httpx.Response:
+        headers = {"Request-Id": "req_z8A9b0C1d2E3f4"}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return httpx.Response(
+            500,
+            headers=headers,
+            json={"error": {"type": "api_error", "message": "An unknown error occurred"}},
+        )
 
     def _answer(self, request: httpx.Request, refund: dict[str, Any]) -> httpx.Response:
         if self.lose_next_answer:
@@ -102,8 +125,9 @@ def stripe() -> Iterator[FakeStripe]:
         yield fake
 
 
-def _stripe_return(api: Api) -> dict[str, Any]:
-    """A received and inspected return of 2 x 19.99 EUR paid through Stripe."""
+def _stripe_return(api: Api, currency: str = "EUR", price: str = "19.99") -> dict[str, Any]:
+    """A received and inspected return of 2 x 19.99 EUR (or ``price`` in ``currency``)
+    paid through Stripe."""
     api.channel()
     r = api.post(
         "/api/v1/refund-providers",
@@ -117,10 +141,13 @@ def _stripe_return(api: Api) -> dict[str, Any]:
         headers=api.tenant.headers,
     )
     assert r.status_code == 200, r.text
-    order = api.order(quantity=2, price="19.99", payment_reference="pi_3QabcDEF")
+    order = api.order(quantity=2, price=price, currency=currency, payment_reference="pi_3QabcDEF")
     ret = api.open_return(order, quantity=2)
     line = ret["lines"][0]["id"]
-    assert api.post(f"/api/v1/returns/{ret['id']}/approve", {}).status_code == 200
+    assert (
+        api.post(f"/api/v1/returns/{ret['id']}/approve", {"note": "checked by hand"}).status_code
+        == 200
+    )
     api.post(
         f"/api/v1/returns/{ret['id']}/receive",
         {"lines": [{"return_line_id": line, "quantity": 2}]},
@@ -305,7 +332,7 @@ def test_bad_provider_input_is_refused_with_the_field(api: Api, stripe: FakeStri
     # An order without a payment reference can't be refunded through Stripe.
     order = api.order("302-0000009-0000009", quantity=1)
     plain = api.open_return(order)
-    api.post(f"/api/v1/returns/{plain['id']}/approve", {})
+    api.post(f"/api/v1/returns/{plain['id']}/approve", {"note": "checked by hand"})
     api.post(
         f"/api/v1/returns/{plain['id']}/receive",
         {"lines": [{"return_line_id": plain["lines"][0]["id"], "quantity": 1}]},
@@ -384,7 +411,7 @@ def test_a_named_manual_account_is_settled_by_finance_and_skipped_by_reconcile(
     assert r.status_code == 200, r.text
     order = api.order(quantity=1, price="19.99")
     ret = api.open_return(order)
-    api.post(f"/api/v1/returns/{ret['id']}/approve", {})
+    api.post(f"/api/v1/returns/{ret['id']}/approve", {"note": "checked by hand"})
     api.post(
         f"/api/v1/returns/{ret['id']}/receive",
         {"lines": [{"return_line_id": ret["lines"][0]["id"], "quantity": 1}]},
@@ -399,3 +426,109 @@ def test_a_named_manual_account_is_settled_by_finance_and_skipped_by_reconcile(
     assert result.exit_code == 0 and "0 refunds checked" in result.output
     paid = api.post(f"/api/v1/refunds/{refund['id']}/settle", {"reference": "SC-1"})
     assert paid.status_code == 200 and paid.json()["status"] == "succeeded"
+
+
+def test_a_kwd_refund_is_sent_in_tens_of_fils_and_books_what_was_paid(
+    api: Api, db: Database, stripe: FakeStripe
+) -> None:
+    """Stripe takes KWD in thousandths ending in 0: 12.345 KWD goes out as 12.340, the
+    5 fils it cannot send are shown on the refund, and the ledger books 12.340 paid."""
+    ret = _stripe_return(api, currency="KWD", price="12.345")
+    refund = _refund(api, ret, "k-1")
+    assert refund["amount"] == {"amount": "12.345", "currency": "KWD"}
+    _work(db)
+    done = api.get(f"/api/v1/refunds/{refund['id']}").json()
+    assert done["status"] == "succeeded"
+    assert done["unsent"] == {"amount": "0.005", "currency": "KWD"}
+    (made,) = stripe.refunds.values()
+    assert made["amount"] == 12340
+    entries = api.get("/api/v1/ledger", params={"return_id": ret["id"]}).json()["items"]
+    paid = [e for e in entries if e["kind"] == "refund_paid"]
+    assert [e["amount"] for e in paid] == [{"amount": "-12.340", "currency": "KWD"}]
+    assert paid[0]["details"]["unsent_minor"] == 5
+
+
+def test_a_refund_stripe_can_pay_exactly_has_nothing_unsent(
+    api: Api, db: Database, stripe: FakeStripe
+) -> None:
+    ret = _stripe_return(api)
+    refund = _refund(api, ret, "k-1")
+    assert refund["unsent"] == {"amount": "0.00", "currency": "EUR"}
+    assert refund["provider_response"] is None
+    _work(db)
+    done = api.get(f"/api/v1/refunds/{refund['id']}").json()
+    assert (done["status"], done["unsent"]["amount"]) == ("succeeded", "0.00")
+
+
+def test_a_currency_stripe_does_not_take_fails_before_any_call(
+    api: Api, db: Database, stripe: FakeStripe
+) -> None:
+    ret = _stripe_return(api, currency="IRR", price="450000")
+    refund = _refund(api, ret, "k-1")
+    _work(db)
+    failed = api.get(f"/api/v1/refunds/{refund['id']}").json()
+    assert (failed["status"], failed["failure_code"]) == ("failed", "currency_not_supported")
+    assert failed["failure"] == "Stripe does not take refunds in IRR"
+    assert stripe.keys_seen == []
+    line = api.get(f"/api/v1/returns/{ret['id']}").json()["lines"][0]["quantities"]
+    assert line["refunded"] == 0
+
+
+def test_an_unknown_stripe_status_is_kept_verbatim_and_never_paid(
+    api: Api, db: Database, stripe: FakeStripe
+) -> None:
+    ret = _stripe_return(api)
+    stripe.status = "processing"  # a status Stripe might add one day
+    refund = _refund(api, ret, "k-1")
+    _work(db)
+    (made,) = stripe.refunds.values()
+    mid = api.get(f"/api/v1/refunds/{refund['id']}").json()
+    assert mid["status"] == "pending"
+    assert mid["provider_response"] == {"http_status": 200, "body": made}
+    assert "unknown refund status 'processing'" in mid["last_error"]
+    assert (mid["provider_reference"], mid["provider_status"]) == (made["id"], "processing")
+
+    _work(db)  # asked again by its reference, never sent again
+    assert api.get(f"/api/v1/refunds/{refund['id']}").json()["status"] == "pending"
+    assert len(stripe.keys_seen) == 1
+    made["status"] = "succeeded"
+    _work(db)
+    assert api.get(f"/api/v1/refunds/{refund['id']}").json()["status"] == "succeeded"
+    assert len(stripe.refunds) == 1 and len(stripe.keys_seen) == 1
+
+
+def test_a_stored_stripe_error_is_answered_by_finding_our_refund(
+    api: Api, db: Database, stripe: FakeStripe
+) -> None:
+    """The refund was made but Stripe answered 500 and stored that answer for our key:
+    the retry gets the same 500 replayed, so the refund is found by its metadata."""
+    ret = _stripe_return(api)
+    stripe.error_500 = "after_refund"
+    refund = _refund(api, ret, "k-1")
+    _work(db)
+    mid = api.get(f"/api/v1/refunds/{refund['id']}").json()
+    assert mid["status"] == "pending" and "HTTP 500" in mid["last_error"]
+    _work(db)
+    done = api.get(f"/api/v1/refunds/{refund['id']}").json()
+    (made,) = stripe.refunds.values()
+    assert (done["status"], done["provider_reference"]) == ("succeeded", made["id"])
+    assert stripe.keys_seen == [f"rg-{refund['id']}"] * 2
+
+
+def test_a_stored_stripe_error_without_our_refund_waits_for_a_person(
+    api: Api, db: Database, stripe: FakeStripe
+) -> None:
+    ret = _stripe_return(api)
+    stripe.error_500 = "no_refund"
+    refund = _refund(api, ret, "k-1")
+    _work(db, rounds=2)
+    stuck = api.get(f"/api/v1/refunds/{refund['id']}").json()
+    assert stuck["status"] == "pending"  # its outcome is Stripe's to tell: money stays held
+    assert "replays the error it stored" in stuck["last_error"]
+    assert "a person has to check the payment pi_3QabcDEF" in stuck["last_error"]
+    with db.session() as session:
+        (message,) = session.scalars(select(OutboxMessage))
+        assert message.status == "dead"
+    _work(db, rounds=2)
+    assert len(stripe.keys_seen) == 2, "not sent again and again to get the same 500"
+    assert stripe.refunds == {}

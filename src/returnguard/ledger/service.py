@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -151,8 +152,9 @@ def record_refund_paid(session: Session, actor: Actor, refund: Refund) -> None:
     """Book a succeeded refund: per line the gross refunded (-) and the restocking fee kept
     (+), and the return label deducted from it (+). Safe to call again: books once.
 
-    The entries sum to minus ``refund.amount_minor``, in the refund's currency, on the day
-    it was settled.
+    The entries sum to minus what was paid out, ``refund.amount_minor`` less what the
+    provider's rounding left unsent (``refund.unsent_minor``), in the refund's currency,
+    on the day it was settled.
     """
     if refund.status != SUCCEEDED:
         raise ValueError(f"refund {refund.id} is {refund.status}, not succeeded: nothing is paid")
@@ -175,6 +177,18 @@ def record_refund_paid(session: Session, actor: Actor, refund: Refund) -> None:
         raise ValueError(
             f"refund {refund.id}: its lines less the label deduction do not add up to its amount"
         )
+    # What the provider could not send (its unit is coarser) was not paid: it comes off
+    # the last lines' refund_paid, and each such entry says how much.
+    unsent, kept = refund.unsent_minor or 0, dict[str, int]()
+    for i in reversed(range(len(planned))):
+        p = planned[i]
+        if unsent and p.kind is EntryKind.REFUND_PAID and p.order_line_id:
+            take = min(unsent, -p.amount_minor)
+            planned[i] = replace(p, amount_minor=p.amount_minor + take)
+            unsent, kept[p.order_line_id] = unsent - take, take
+    if unsent:
+        raise ValueError(f"refund {refund.id}: more left unsent than it refunds")
+    planned = [p for p in planned if p.amount_minor]
     day = (refund.settled_at or utcnow()).date()
     entries = [
         _entry(
@@ -187,12 +201,23 @@ def record_refund_paid(session: Session, actor: Actor, refund: Refund) -> None:
             ret=ret,
             order_line=order_lines.get(p.order_line_id) if p.order_line_id else None,
             refund_id=refund.id,
-            details={"units": _units(lines, p.order_line_id)} if p.order_line_id else None,
+            details=_details(lines, p, kept),
             natural_key=f"refund:{refund.id}:{p.kind.value}:{p.order_line_id or '-'}",
         )
         for p in planned
     ]
     _book(session, actor, entries)
+
+
+def _details(
+    lines: Sequence[rules.RefundedLine], planned: rules.PlannedEntry, unsent: dict[str, int]
+) -> dict[str, Any] | None:
+    if not planned.order_line_id:
+        return None
+    details: dict[str, Any] = {"units": _units(lines, planned.order_line_id)}
+    if planned.kind is EntryKind.REFUND_PAID and planned.order_line_id in unsent:
+        details["unsent_minor"] = unsent[planned.order_line_id]
+    return details
 
 
 def _units(lines: Sequence[rules.RefundedLine], order_line_id: str | None) -> int:

@@ -49,6 +49,8 @@ def refund_out(r: Refund) -> RefundOut:
         provider=r.provider,
         provider_reference=r.provider_reference,
         provider_status=r.provider_status,
+        unsent=MoneyOut.from_minor(r.unsent_minor or 0, r.currency),
+        provider_response=r.provider_response,
         failure=r.failure,
         failure_code=r.failure_code,
         last_error=r.last_error,

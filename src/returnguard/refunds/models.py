@@ -60,6 +60,9 @@ class Refund(Base):
     __table_args__ = (
         UniqueConstraint("organization_id", "idempotency_key"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint(
+            "unsent_minor >= 0 AND unsent_minor < amount_minor", name="unsent_within_amount"
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -94,6 +97,12 @@ class Refund(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     provider_reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Of amount_minor, what the provider could not be asked for: its unit or step is
+    # coarser (TWD without decimals at PayPal, KWD in tens of fils at Stripe), so the
+    # amount was rounded down. What the buyer got is amount_minor - unsent_minor.
+    unsent_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # A provider answer ReturnGuard could not read (unknown shape or status), verbatim.
+    provider_response: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
     failure: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -58,6 +58,16 @@ class RefundOut(OutModel):
     provider_name: str | None = None
     provider_reference: str | None
     provider_status: str | None
+    unsent: MoneyOut = Field(
+        description="Granted but not sent: the provider takes the currency in a coarser "
+        "unit (e.g. TWD without decimals at PayPal), so the amount was rounded down. The "
+        "buyer is paid amount minus unsent"
+    )
+    provider_response: dict[str, Any] | None = Field(
+        default=None,
+        description="A provider answer ReturnGuard could not read (unknown shape or "
+        "status), kept as it came; the refund stays pending until a person checks",
+    )
     failure: str | None
     failure_code: str | None
     last_error: str | None

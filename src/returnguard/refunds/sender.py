@@ -37,6 +37,7 @@ from returnguard.refunds.providers.base import (
     RefundAdapter,
     RefundLineItem,
     RefundRequest,
+    UnknownAnswer,
 )
 
 log = logging.getLogger("returnguard.refunds")
@@ -125,22 +126,32 @@ class RefundSender:
                 if result.state is ProviderState.FAILED and result.code in _MAYBE_OURS:
                     result = self._ours_after_all(adapter, job) or result
         except ProviderError as exc:
-            self._note_error(job.refund_id, str(exc))
-            return Outcome(False, str(exc))
+            self._note_error(job.refund_id, exc)
+            return Outcome(False, str(exc), retry=exc.retry)
         return self.apply(job.refund_id, result)
 
     def _ours_after_all(self, adapter: RefundAdapter, job: _Job) -> ProviderResult | None:
         """'Already refunded' may mean our own earlier call got through: look for it."""
         try:
             return adapter.lookup(job.request, None)
+        except UnknownAnswer:
+            raise  # ours may be there, in a state we cannot read: stays pending
         except ProviderError:
             return None
 
-    def _note_error(self, refund_id: uuid.UUID, error: str) -> None:
+    def _note_error(self, refund_id: uuid.UUID, exc: ProviderError) -> None:
+        """The outcome is unknown: the refund stays pending and says why. An answer we
+        cannot read is kept as it came, with the reference it named (so the next
+        attempt looks that refund up instead of sending again)."""
         with self.db.session() as session:
             refund = session.get(Refund, refund_id, with_for_update=True)
-            if refund is not None and refund.status == PENDING:
-                refund.last_error, refund.updated_at = error[:2000], utcnow()
+            if refund is None or refund.status != PENDING:
+                return
+            refund.last_error, refund.updated_at = str(exc)[:2000], utcnow()
+            if isinstance(exc, UnknownAnswer):
+                refund.provider_response = exc.answer
+                refund.provider_reference = exc.reference or refund.provider_reference
+                refund.provider_status = exc.provider_status or refund.provider_status
 
     def apply(self, refund_id: uuid.UUID, result: ProviderResult) -> Outcome:
         """Record the provider's answer on a pending refund (once; later answers are moot)."""
@@ -149,6 +160,10 @@ class RefundSender:
             if refund is None or refund.status != PENDING:
                 return Outcome(True)
             actor = Actor.system(refund.organization_id, SENDER_LABEL)
+            if result.unsent_minor is not None and result.state is not ProviderState.FAILED:
+                # Paid (or being paid) less than granted by the provider's rounding; the
+                # ledger books what was actually sent.
+                refund.unsent_minor = result.unsent_minor
             if result.state is ProviderState.SUCCEEDED:
                 service.mark_succeeded(
                     session,
@@ -171,6 +186,7 @@ class RefundSender:
                 return Outcome(True)
             refund.provider_reference = result.reference or refund.provider_reference
             refund.provider_status, refund.updated_at = result.provider_status, utcnow()
+            refund.last_error = None
             return Outcome(False, f"{refund.provider} is still processing the refund")
 
 

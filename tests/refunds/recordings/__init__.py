@@ -29,10 +29,13 @@ def recorded_body(provider: str, name: str) -> Any:
     return json.loads(json.dumps(_load(provider, name)["body"]))
 
 
-def recorded(provider: str, name: str, **changes: Any) -> httpx.Response:
-    """The recorded answer as a new httpx.Response; ``changes`` replace top-level body keys."""
+def recorded(
+    provider: str, name: str, *, headers: dict[str, str] | None = None, **changes: Any
+) -> httpx.Response:
+    """The recorded answer as a new httpx.Response; ``changes`` replace top-level body keys
+    and ``headers`` replace or add response headers."""
     document = _load(provider, name)
-    headers = dict(document.get("headers") or {})
+    headers = dict(document.get("headers") or {}) | (headers or {})
     body = recorded_body(provider, name)
     if isinstance(body, str):
         return httpx.Response(document["status"], headers=headers, content=body.encode())

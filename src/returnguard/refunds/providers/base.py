@@ -15,6 +15,9 @@ from typing import Any, Protocol
 import httpx
 
 from returnguard.kit.money import Money
+from returnguard.refunds.providers.currencies import NotPayable
+
+_MAX_TEXT = 20_000  # of a non-JSON answer kept on the refund
 
 
 class ProviderState(StrEnum):
@@ -55,11 +58,50 @@ class ProviderResult:
     code: str | None = None  # a stable failure code, e.g. "already_refunded"
     message: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Of the granted amount, what the provider was not asked to pay because its unit or
+    # step cannot express it (see currencies.py); None when the answer does not say.
+    unsent_minor: int | None = None
+
+
+def not_payable(exc: NotPayable) -> ProviderResult:
+    """The refund cannot be sent in this currency or amount: failed before any call."""
+    return ProviderResult(ProviderState.FAILED, code=exc.code, message=str(exc))
 
 
 class ProviderError(Exception):
     """The provider could not be asked or gave no usable answer; the outcome is unknown,
-    so the call is retried later with the same key (never turned into a failure)."""
+    so the refund stays pending (never turned into a failure). With ``retry`` the call is
+    retried later with the same key; without, asking again cannot help and a person (or
+    reconciliation) has to look."""
+
+    def __init__(self, message: str, *, retry: bool = True) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+class UnknownAnswer(ProviderError):
+    """The provider answered in a shape, or with a status, ReturnGuard does not know. The
+    answer is kept verbatim on the refund, which stays pending: never taken for paid."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        answer: dict[str, Any],
+        reference: str | None = None,
+        provider_status: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.answer = answer
+        self.reference = reference
+        self.provider_status = provider_status
+
+
+def verbatim(status_code: int | None, body: Any) -> dict[str, Any]:
+    """How an unknown answer is stored: the HTTP status and the body as it came."""
+    if isinstance(body, str):
+        body = body[:_MAX_TEXT]
+    return {"http_status": status_code, "body": body}
 
 
 class RefundAdapter(Protocol):
@@ -73,16 +115,21 @@ class RefundAdapter(Protocol):
         one, by our refund id/key; None when the provider has no such refund."""
 
 
-def json_body(response: httpx.Response) -> dict[str, Any]:
-    """The response's JSON object, or ProviderError when it is not one."""
+def json_body(response: httpx.Response, provider: str) -> dict[str, Any]:
+    """The response's JSON object, or UnknownAnswer (kept verbatim) when it is not one."""
     try:
         body = response.json()
     except ValueError:
-        raise ProviderError(
-            f"HTTP {response.status_code}: the answer is not JSON ({response.text[:200]!r})"
+        raise UnknownAnswer(
+            f"{provider}: HTTP {response.status_code}: the answer is not JSON "
+            f"({response.text[:200]!r})",
+            answer=verbatim(response.status_code, response.text),
         ) from None
     if not isinstance(body, dict):
-        raise ProviderError(f"HTTP {response.status_code}: unexpected answer {body!r:.200}")
+        raise UnknownAnswer(
+            f"{provider}: HTTP {response.status_code}: unexpected answer {body!r:.200}",
+            answer=verbatim(response.status_code, body),
+        )
     return body
 
 

@@ -1,6 +1,10 @@
 """PayPal: `POST /v2/payments/captures/{capture_id}/refund` with our key as the
 `PayPal-Request-Id` header, so a retried call returns the refund the first one made.
-An OAuth access token (client credentials) is fetched once and renewed when refused."""
+An OAuth access token (client credentials) is fetched once and renewed when refused.
+
+The amount is a decimal string in PayPal's unit for the currency (currencies.py): HUF,
+JPY and TWD without decimals, rounded down. A currency PayPal does not take fails the
+refund before anything is asked."""
 
 from __future__ import annotations
 
@@ -9,13 +13,17 @@ from typing import Any
 
 import httpx
 
+from returnguard.refunds.providers import currencies
 from returnguard.refunds.providers.base import (
     ProviderError,
     ProviderResult,
     ProviderState,
     RefundRequest,
+    UnknownAnswer,
     json_body,
+    not_payable,
     retryable_status,
+    verbatim,
 )
 
 DEFAULT_BASE_URL = "https://api-m.paypal.com"
@@ -61,7 +69,7 @@ class PayPalAdapter:
                 raise ProviderError(f"paypal: {type(exc).__name__}: {exc}") from exc
             if retryable_status(response.status_code):
                 raise ProviderError(f"paypal: token: HTTP {response.status_code}")
-            body = json_body(response)
+            body = json_body(response, self.kind)
             if response.status_code != 200 or not body.get("access_token"):
                 raise _AuthRefused(str(body.get("error_description") or body)[:300])
             self._token = str(body["access_token"])
@@ -90,11 +98,12 @@ class PayPalAdapter:
         return response
 
     def send(self, request: RefundRequest) -> ProviderResult:
+        try:
+            amount = currencies.to_provider(self.kind, request.amount_minor, request.currency)
+        except currencies.NotPayable as exc:
+            return not_payable(exc)
         body = {
-            "amount": {
-                "value": format(request.money.amount, "f"),
-                "currency_code": request.money.currency,
-            },
+            "amount": {"value": amount.decimal_string(), "currency_code": amount.currency},
             "custom_id": request.refund_id,
             "note_to_payer": request.note[:255] or "Refund for your return",
         }
@@ -107,9 +116,9 @@ class PayPalAdapter:
             )
         except _AuthRefused as exc:
             return ProviderResult(ProviderState.FAILED, code="provider_auth", message=str(exc))
-        answer = json_body(response)
+        answer = json_body(response, self.kind)
         if response.status_code in (200, 201):
-            return _result(answer)
+            return _result(answer, amount.unsent_minor)
         return _failure(response.status_code, answer)
 
     def lookup(self, request: RefundRequest, reference: str | None) -> ProviderResult | None:
@@ -119,29 +128,44 @@ class PayPalAdapter:
         response = self._call("GET", f"/v2/payments/refunds/{reference}")
         if response.status_code == 404:
             return None
-        answer = json_body(response)
+        answer = json_body(response, self.kind)
         if response.status_code != 200:
             raise ProviderError(f"paypal: lookup: {_message(answer)}")
-        return _result(answer)
+        try:
+            unsent: int | None = currencies.to_provider(
+                self.kind, request.amount_minor, request.currency
+            ).unsent_minor
+        except currencies.NotPayable:
+            unsent = None
+        return _result(answer, unsent)
 
 
 class _AuthRefused(ProviderError):
     pass
 
 
-def _result(refund: dict[str, Any]) -> ProviderResult:
-    status = str(refund.get("status", ""))
-    state = _STATES.get(status)
-    if state is None or not refund.get("id"):
-        raise ProviderError(f"paypal: unknown refund status {status!r}")
-    reason = (refund.get("status_details") or {}).get("reason")
+def _result(refund: dict[str, Any], unsent_minor: int | None) -> ProviderResult:
+    status = refund.get("status")
+    state = _STATES.get(status) if isinstance(status, str) else None
+    reference = refund.get("id") if isinstance(refund.get("id"), str) else None
+    if state is None or reference is None:
+        raise UnknownAnswer(
+            f"paypal: unknown refund status {status!r}"
+            + ("" if reference else " and no refund id"),
+            answer=verbatim(200, refund),
+            reference=reference,
+            provider_status=str(status)[:32] if status is not None else None,
+        )
+    details = refund.get("status_details")
+    reason = details.get("reason") if isinstance(details, dict) else None
     return ProviderResult(
         state,
-        reference=str(refund["id"]),
-        provider_status=status,
+        reference=reference,
+        provider_status=str(status),
         code=str(reason).lower() if state is ProviderState.FAILED and reason else None,
         message=reason,
         raw=refund,
+        unsent_minor=unsent_minor,
     )
 
 

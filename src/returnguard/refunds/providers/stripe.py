@@ -1,5 +1,12 @@
 """Stripe: `POST /v1/refunds` against a PaymentIntent (or a Charge), with our key as the
-`Idempotency-Key` header, so a retried call returns the refund the first one made."""
+`Idempotency-Key` header, so a retried call returns the refund the first one made.
+
+The amount is in Stripe's unit for the currency (currencies.py): JPY as is, ISK and UGX
+in hundredths of whole units, KWD in thousandths ending in 0. Stripe's own word on
+retrying wins: `Stripe-Should-Retry: true` is retried with the same key, `false` is not.
+An error Stripe stored for our key is replayed for every retry (`Idempotent-Replayed:
+true`), so a replayed 5xx is answered by looking our refund up by its metadata instead.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +14,17 @@ from typing import Any
 
 import httpx
 
+from returnguard.refunds.providers import currencies
 from returnguard.refunds.providers.base import (
     ProviderError,
     ProviderResult,
     ProviderState,
     RefundRequest,
+    UnknownAnswer,
     json_body,
+    not_payable,
     retryable_status,
+    verbatim,
 )
 
 DEFAULT_BASE_URL = "https://api.stripe.com"
@@ -37,7 +48,7 @@ class StripeAdapter:
         self.base_url = base_url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {api_key}"}
 
-    def _call(
+    def _request(
         self,
         method: str,
         path: str,
@@ -50,68 +61,141 @@ class StripeAdapter:
         if key is not None:
             headers["Idempotency-Key"] = key
         try:
-            response = self.http.request(
+            return self.http.request(
                 method, self.base_url + path, data=data, params=params, headers=headers
             )
         except httpx.HTTPError as exc:
             raise ProviderError(f"stripe: {type(exc).__name__}: {exc}") from exc
-        if retryable_status(response.status_code):
+
+    def _get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
+        response = self._request("GET", path, params=params)
+        if retryable_status(response.status_code) or _rate_limited(response):
             raise ProviderError(f"stripe: HTTP {response.status_code} {response.text[:300]}")
         return response
 
     def send(self, request: RefundRequest) -> ProviderResult:
-        target = "charge" if request.payment_reference.startswith("ch_") else "payment_intent"
+        try:
+            amount = currencies.to_provider(self.kind, request.amount_minor, request.currency)
+        except currencies.NotPayable as exc:
+            return not_payable(exc)
         data = {
-            target: request.payment_reference,
-            "amount": str(request.amount_minor),
+            _target(request): request.payment_reference,
+            "amount": str(amount.units),
             "reason": "requested_by_customer",
             f"metadata[{_METADATA_KEY}]": request.refund_id,
         }
-        response = self._call("POST", "/v1/refunds", data=data, key=request.idempotency_key)
-        body = json_body(response)
-        if response.status_code == 200:
-            return _result(body)
-        return _failure(response.status_code, body)
+        response = self._request("POST", "/v1/refunds", data=data, key=request.idempotency_key)
+        code = response.status_code
+        if 200 <= code < 300:
+            return _result(json_body(response, self.kind), amount.unsent_minor)
+        problem = f"stripe: HTTP {code} {response.text[:300]}"
+        should_retry = response.headers.get("Stripe-Should-Retry", "").lower()
+        replayed = response.headers.get("Idempotent-Replayed", "").lower() == "true"
+        # Whether a 5xx, a timeout or a conflict on our key made the refund is unknown.
+        unknown_outcome = code >= 500 or code in (408, 409, 425)
+        if unknown_outcome and (replayed or should_retry == "false"):
+            # Sending again would only replay this answer (or Stripe says it won't help):
+            # whether the refund was made is for the payment's list of refunds to say.
+            why = (
+                "Stripe replays the error it stored for our key"
+                if replayed
+                else ("Stripe says not to retry")
+            )
+            return self._look_for_ours(request, f"{problem}; {why}")
+        if should_retry == "true":
+            raise ProviderError(f"{problem} (Stripe says to retry)")
+        if should_retry != "false" and (unknown_outcome or _rate_limited(response)):
+            raise ProviderError(problem)
+        return _failure(code, json_body(response, self.kind))
+
+    def _look_for_ours(self, request: RefundRequest, problem: str) -> ProviderResult:
+        found = self.lookup(request, None)
+        if found is not None:
+            return found
+        raise ProviderError(
+            f"{problem}, and no refund of ours is at Stripe: a person has to check "
+            f"the payment {request.payment_reference} (reconciliation lists it)",
+            retry=False,
+        )
 
     def lookup(self, request: RefundRequest, reference: str | None) -> ProviderResult | None:
+        unsent = _unsent(request)
         if reference is not None:
-            response = self._call("GET", f"/v1/refunds/{reference}")
+            response = self._get(f"/v1/refunds/{reference}")
             if response.status_code == 404:
                 return None
-            body = json_body(response)
+            body = json_body(response, self.kind)
             if response.status_code != 200:
                 # Refused to tell (e.g. a rotated key): unknown, never a failed refund.
                 raise ProviderError(f"stripe: lookup: {_message(body)}")
-            return _result(body)
-        target = "charge" if request.payment_reference.startswith("ch_") else "payment_intent"
-        params = {target: request.payment_reference, "limit": "100"}
+            return _result(body, unsent)
+        params = {_target(request): request.payment_reference, "limit": "100"}
         for _ in range(_MAX_PAGES):
-            response = self._call("GET", "/v1/refunds", params=params)
-            body = json_body(response)
+            response = self._get("/v1/refunds", params=params)
+            body = json_body(response, self.kind)
             if response.status_code != 200:
                 raise ProviderError(f"stripe: cannot list refunds: {_message(body)}")
-            page = body.get("data") or []
+            page = body.get("data")
+            if not isinstance(page, list):
+                raise UnknownAnswer(
+                    "stripe: the list of refunds has no data", answer=verbatim(200, body)
+                )
             for refund in page:
-                if (refund.get("metadata") or {}).get(_METADATA_KEY) == request.refund_id:
-                    return _result(refund)
+                metadata = refund.get("metadata") if isinstance(refund, dict) else None
+                if isinstance(metadata, dict) and metadata.get(_METADATA_KEY) == (
+                    request.refund_id
+                ):
+                    return _result(refund, unsent)
             if not body.get("has_more") or not page:
                 return None
             params["starting_after"] = str(page[-1]["id"])
         raise ProviderError(f"stripe: more than {_MAX_PAGES * 100} refunds on one payment")
 
 
-def _result(refund: dict[str, Any]) -> ProviderResult:
-    status = str(refund.get("status", ""))
-    state = _STATES.get(status)
-    if state is None or not refund.get("id"):
-        raise ProviderError(f"stripe: unknown refund status {status!r}")
+def _target(request: RefundRequest) -> str:
+    return "charge" if request.payment_reference.startswith("ch_") else "payment_intent"
+
+
+def _unsent(request: RefundRequest) -> int | None:
+    try:
+        return currencies.to_provider("stripe", request.amount_minor, request.currency).unsent_minor
+    except currencies.NotPayable:
+        return None
+
+
+def _rate_limited(response: httpx.Response) -> bool:
+    """429, or the older 400 whose error code is `rate_limit`: not processed, retry."""
+    if response.status_code == 429:
+        return True
+    if response.status_code != 400:
+        return False
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(error, dict) and error.get("code") == "rate_limit"
+
+
+def _result(refund: dict[str, Any], unsent_minor: int | None) -> ProviderResult:
+    status = refund.get("status")
+    state = _STATES.get(status) if isinstance(status, str) else None
+    reference = refund.get("id") if isinstance(refund.get("id"), str) else None
+    if state is None or reference is None:
+        raise UnknownAnswer(
+            f"stripe: unknown refund status {status!r}"
+            + ("" if reference else " and no refund id"),
+            answer=verbatim(200, refund),
+            reference=reference,
+            provider_status=str(status)[:32] if status is not None else None,
+        )
     return ProviderResult(
         state,
-        reference=str(refund["id"]),
-        provider_status=status,
+        reference=reference,
+        provider_status=str(status),
         code=refund.get("failure_reason") if state is ProviderState.FAILED else None,
         message=refund.get("failure_reason"),
         raw=refund,
+        unsent_minor=unsent_minor,
     )
 
 
