@@ -22,6 +22,7 @@ from returnguard.orders.endpoints import router as orders_router
 from returnguard.outbox.endpoints import router as webhooks_router
 from returnguard.outbox.worker import InProcessWorker
 from returnguard.policies.endpoints import router as policies_router
+from returnguard.policies.public import router as public_policy_page_router
 from returnguard.refunds.endpoints import router as refunds_router
 from returnguard.returns.endpoints import router as returns_router
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         returns_router,
         refunds_router,
         policies_router,
+        public_policy_page_router,
         fx_router,
         webhooks_router,
         ledger_router,

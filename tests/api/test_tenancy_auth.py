@@ -151,7 +151,9 @@ def test_viewer_reads_but_cannot_write(
     assert "orders:write" in check_problem(r, 403, "forbidden")["detail"]
     r = viewer.post(ORDERS, order_body() | {"captured": {"amount": "1.00", "currency": "EUR"}})
     check_problem(r, 403, "forbidden")
-    check_problem(viewer.post(f"{RETURNS}/{ret['id']}/approve", {}), 403, "forbidden")
+    check_problem(
+        viewer.post(f"{RETURNS}/{ret['id']}/approve", {"note": "checked by hand"}), 403, "forbidden"
+    )
     line = {"order_line_id": order["lines"][0]["id"], "quantity": 1, "reason_code": "other"}
     r = viewer.post(RETURNS, {"order_id": order["id"], "lines": [line]})
     check_problem(r, 403, "forbidden")
@@ -171,11 +173,11 @@ def test_inspector_receives_and_inspects_but_cannot_approve(
     inspector = Api(client, add_key(db, tenant, "inspector"))
     rid, line_id = shop["return"]["id"], shop["return"]["lines"][0]["id"]
 
-    r = inspector.post(f"{RETURNS}/{rid}/approve", {})
+    r = inspector.post(f"{RETURNS}/{rid}/approve", {"note": "checked by hand"})
     assert "returns:decide" in check_problem(r, 403, "forbidden")["detail"]
     assert api.get(f"{RETURNS}/{rid}").json()["status"] == "requested"
 
-    assert api.post(f"{RETURNS}/{rid}/approve", {}).status_code == 200
+    assert api.post(f"{RETURNS}/{rid}/approve", {"note": "checked by hand"}).status_code == 200
     r = inspector.post(
         f"{RETURNS}/{rid}/receive", {"lines": [{"return_line_id": line_id, "quantity": 1}]}
     )
@@ -194,7 +196,7 @@ def test_inspector_receives_and_inspects_but_cannot_approve(
 def test_agent_cannot_inspect(client: TestClient, db: Database, tenant: Tenant, shop: Any) -> None:
     agent = Api(client, add_key(db, tenant, "agent"))
     rid, line_id = shop["return"]["id"], shop["return"]["lines"][0]["id"]
-    assert agent.post(f"{RETURNS}/{rid}/approve", {}).status_code == 200
+    assert agent.post(f"{RETURNS}/{rid}/approve", {"note": "checked by hand"}).status_code == 200
     r = agent.post(
         f"{RETURNS}/{rid}/receive", {"lines": [{"return_line_id": line_id, "quantity": 1}]}
     )
@@ -235,7 +237,7 @@ def foreign(other: Api) -> dict[str, Any]:
     )
     assert policy.status_code == 201, policy.text
     other_line = ret["lines"][0]["id"]
-    other.post(f"{RETURNS}/{ret['id']}/approve", {})
+    other.post(f"{RETURNS}/{ret['id']}/approve", {"note": "checked by hand"})
     other.post(
         f"{RETURNS}/{ret['id']}/receive",
         {"lines": [{"return_line_id": other_line, "quantity": 1}]},
@@ -300,6 +302,11 @@ def _body(path: str, ids: dict[str, Any]) -> Any:
     return bodies.get(path.rsplit("/", 1)[-1], {})
 
 
+# Routes meant for anyone, without a key: buyers open a shop's return policy page by its
+# organization id (tests/policies/test_public_policy_page.py).
+PUBLIC_ROUTES = {("GET", "/policies/{organization_id}/{channel_code}")}
+
+
 def _routes(client: TestClient) -> list[tuple[str, str]]:
     """Every documented GET and POST route that names one object of a tenant by its id."""
     paths: dict[str, dict[str, Any]] = client.get("/openapi.json").json()["paths"]
@@ -308,8 +315,20 @@ def _routes(client: TestClient) -> list[tuple[str, str]]:
         for path, operations in paths.items()
         if re.search(r"\{\w+_id\}", path)
         for method in operations
-        if method in {"get", "post"}
+        if method in {"get", "post"} and (method.upper(), path) not in PUBLIC_ROUTES
     ]
+
+
+def test_public_routes_are_documented_and_need_no_key(
+    client: TestClient, other: Api, foreign: dict[str, Any]
+) -> None:
+    paths: dict[str, dict[str, Any]] = client.get("/openapi.json").json()["paths"]
+    for method, path in PUBLIC_ROUTES:
+        assert method.lower() in paths[path], path
+        url = path.format(organization_id=other.tenant.organization_id, channel_code="amazon-de")
+        r = client.request(method, url)
+        assert r.status_code == 200, (path, r.text)
+        assert "authorization" not in {h.lower() for h in r.request.headers}
 
 
 def test_another_tenants_objects_are_404_on_every_route(

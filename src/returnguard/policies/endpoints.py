@@ -4,14 +4,13 @@ import uuid
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
 from returnguard.auth.permissions import Permission
 from returnguard.auth.service import Actor
 from returnguard.domain.policy.document import PolicyDocument
 from returnguard.domain.policy.validate import parse_policy
-from returnguard.errors import InvalidInput
 from returnguard.kit.deps import Reader, SessionDep, require
 from returnguard.kit.problem import problem_responses
 from returnguard.orders.endpoints import channel_out
@@ -20,7 +19,7 @@ from returnguard.orders.service import get_channel
 from returnguard.policies import service
 from returnguard.policies.backtest import backtest as run_backtest
 from returnguard.policies.models import Policy
-from returnguard.policies.page import render_policy_page
+from returnguard.policies.public import PageFormat, channel_page, page_responses, public_url
 from returnguard.policies.schemas import (
     AssignIn,
     BacktestIn,
@@ -159,51 +158,41 @@ def assign_policy(code: str, body: AssignIn, session: SessionDep, actor: Manager
 @router.get(
     "/channels/{code}/policy-page",
     response_class=Response,
-    responses={
-        200: {
-            "content": {"text/html": {}, "text/plain": {}},
-            "description": "The buyer-facing return policy",
-        },
-        **problem_responses(401, 404, 422),
-    },
+    responses=page_responses(401, 404, 422),
 )
 def policy_page(
     code: str,
+    request: Request,
     session: SessionDep,
     actor: Reader,
     language: Annotated[str | None, Query(max_length=35)] = None,
     buyer_country: Annotated[str | None, Query(pattern="^[A-Z]{2}$")] = None,
-    format: Annotated[Literal["html", "text"], Query()] = "html",
+    format: Annotated[PageFormat, Query()] = "html",
     start_url: Annotated[str | None, Query(max_length=2000)] = None,
+    if_none_match: Annotated[str | None, Header(max_length=2000)] = None,
 ) -> Response:
-    """The channel's published return policy as a buyer reads it, in the channel's language
-    (or `language`): window, condition, who pays, fees, how to start, refund timing, damaged
-    or wrong items. With `buyer_country` in the EU, UK or Japan it never promises less than
-    the law there."""
+    """The channel's published return policy as a buyer reads it, for a shop to embed
+    (with `start_url`, the link that starts a return). Buyers open the same page without
+    a key at `GET /policies/{organization_id}/{code}`, named in the `Link` header
+    (`rel="canonical"`). Language: `language`, else the channel's. With `buyer_country` in
+    the EU, UK or Japan it states the law there; `format=json` gives every promise as
+    data."""
     channel = get_channel(session, actor.organization_id, code)
-    version = service.policy_for_channel(session, channel)
-    document = PolicyDocument.model_validate(version.document)
-    try:
-        page = render_policy_page(
-            document,
-            language=language or channel.language,
-            currency=channel.currency,
-            buyer_country=buyer_country,
-            shop_name=channel.name,
-            start_url=start_url,
-        )
-    except ValueError as exc:
-        raise InvalidInput.field("start_url", str(exc)) from None
-    if format == "text":
-        return Response(
-            page.text,
-            media_type="text/plain; charset=utf-8",
-            headers={"Content-Language": page.language},
-        )
-    return Response(
-        page.html,
-        media_type="text/html; charset=utf-8",
-        headers={"Content-Language": page.language},
+    canonical = public_url(
+        request, channel, language=language, buyer_country=buyer_country, format=format
+    )
+    return channel_page(
+        request,
+        session,
+        channel,
+        language=language,
+        accept_language=None,
+        buyer_country=buyer_country,
+        format=format,
+        if_none_match=if_none_match,
+        public=False,
+        start_url=start_url,
+        headers={"Link": f'<{canonical}>; rel="canonical"'},
     )
 
 

@@ -96,6 +96,7 @@ EN: dict[str, str] = {
     "fault_window": (
         "You can report damaged, defective or wrong items up to {period} after delivery."
     ),
+    "fault_none": "We do not accept returns of damaged, defective or wrong items.",
     "evidence": "When the reason is {reasons}, please send us {items}.",
     "ev_photos_one": "one photo",
     "ev_photos_other": "{n} photos",
@@ -151,8 +152,18 @@ EN: dict[str, str] = {
     ),
     "outbound_yes": "We also refund the original delivery charge.",
     "outbound_no_after_legal": "In that case, the original delivery charge is not refunded.",
+    "outbound_fault_yes": (
+        "If an item is damaged, defective or wrong, we also refund the original delivery charge."
+    ),
+    "outbound_fault_no": (
+        "If an item is damaged, defective or wrong, we refund the price of the item but not "
+        "the original delivery charge."
+    ),
     "inspect_min": ("Items worth {amount} or more are inspected on arrival before we refund them."),
     "inspect_all": "Every return is inspected on arrival before we refund it.",
+    "inspect_total": (
+        "A return worth {amount} or more in total is inspected on arrival before we refund it."
+    ),
     "ship_tracked": "Please send them back with a tracked shipping service.",
     "ship_signature": (
         "Please send them back with a tracked shipping service that requires a signature "
@@ -182,8 +193,8 @@ EN: dict[str, str] = {
         "delivery) are not affected."
     ),
     "legal_guarantee_uk": (
-        "Under UK law, you can reject faulty goods and get a full refund within {days} days "
-        "of delivery. Your other statutory rights are not affected."
+        "Under UK law, you can reject faulty goods within {days} days of delivery and get a "
+        "refund. Your other statutory rights are not affected."
     ),
     "legal_general": (
         "If you live in the EU, the EEA or the UK, you also have the legal right to "
@@ -288,6 +299,7 @@ DE: dict[str, str] = {
         "Beschädigte, defekte oder falsche Artikel können Sie bis zu {period} nach der "
         "Lieferung melden."
     ),
+    "fault_none": "Beschädigte, defekte oder falsche Artikel nehmen wir nicht zurück.",
     "evidence": "Wenn Sie als Grund {reasons} angeben, senden Sie uns bitte {items}.",
     "ev_photos_one": "ein Foto",
     "ev_photos_other": "{n} Fotos",
@@ -352,11 +364,23 @@ DE: dict[str, str] = {
     "outbound_no_after_legal": (
         "In diesem Fall erstatten wir die ursprünglichen Versandkosten nicht."
     ),
+    "outbound_fault_yes": (
+        "Ist ein Artikel beschädigt, defekt oder falsch, erstatten wir auch die "
+        "ursprünglichen Versandkosten."
+    ),
+    "outbound_fault_no": (
+        "Ist ein Artikel beschädigt, defekt oder falsch, erstatten wir den Kaufpreis, "
+        "aber nicht die ursprünglichen Versandkosten."
+    ),
     "inspect_min": (
         "Artikel mit einem Wert ab {amount} prüfen wir nach Eingang, bevor wir den Betrag "
         "erstatten."
     ),
     "inspect_all": "Jede Rücksendung prüfen wir nach Eingang, bevor wir den Betrag erstatten.",
+    "inspect_total": (
+        "Eine Rücksendung mit einem Gesamtwert ab {amount} prüfen wir nach Eingang, bevor wir "
+        "den Betrag erstatten."
+    ),
     "ship_tracked": (
         "Bitte senden Sie diese Artikel mit einem Versanddienst mit Sendungsverfolgung zurück."
     ),
@@ -393,7 +417,7 @@ DE: dict[str, str] = {
     ),
     "legal_guarantee_uk": (
         "Nach britischem Recht können Sie mangelhafte Ware innerhalb von {days} Tagen nach "
-        "Lieferung zurückweisen und erhalten den vollen Kaufpreis zurück. Ihre übrigen "
+        "Lieferung zurückweisen und erhalten den Kaufpreis zurück. Ihre übrigen "
         "gesetzlichen Rechte bleiben unberührt."
     ),
     "legal_general": (
@@ -502,6 +526,7 @@ FR: dict[str, str] = {
         "Vous pouvez nous signaler un article endommagé, défectueux ou erroné jusqu'à "
         "{period} après la livraison."
     ),
+    "fault_none": "Nous n'acceptons pas le retour d'articles endommagés, défectueux ou erronés.",
     "evidence": "Si le motif est {reasons}, merci de nous envoyer {items}.",
     "ev_photos_one": "une photo",
     "ev_photos_other": "{n}\u00a0photos",
@@ -565,11 +590,23 @@ FR: dict[str, str] = {
     "outbound_no_after_legal": (
         "Dans ce cas, les frais de livraison initiaux ne sont pas remboursés."
     ),
+    "outbound_fault_yes": (
+        "Si un article est endommagé, défectueux ou ne correspond pas à votre commande, "
+        "nous remboursons également les frais de livraison initiaux."
+    ),
+    "outbound_fault_no": (
+        "Si un article est endommagé, défectueux ou ne correspond pas à votre commande, "
+        "nous remboursons le prix de l'article, mais pas les frais de livraison initiaux."
+    ),
     "inspect_min": (
         "Les articles d'une valeur de {amount} ou plus sont contrôlés à leur arrivée avant "
         "le remboursement."
     ),
     "inspect_all": "Chaque retour est contrôlé à son arrivée avant le remboursement.",
+    "inspect_total": (
+        "Un retour d'une valeur totale de {amount} ou plus est contrôlé à son arrivée avant "
+        "le remboursement."
+    ),
     "ship_tracked": "Merci de les renvoyer avec un service d'expédition avec suivi.",
     "ship_signature": (
         "Merci de les renvoyer avec un service d'expédition avec suivi et remise contre signature."
@@ -600,9 +637,9 @@ FR: dict[str, str] = {
         "à compter de la livraison) ne sont pas affectés."
     ),
     "legal_guarantee_uk": (
-        "Selon le droit britannique, vous pouvez refuser un bien défectueux et obtenir un "
-        "remboursement intégral dans les {days}\u00a0jours suivant la livraison. Vos autres "
-        "droits légaux ne sont pas affectés."
+        "Selon le droit britannique, vous pouvez refuser un bien défectueux et être "
+        "remboursé dans les {days}\u00a0jours suivant la livraison. Vos autres droits "
+        "légaux ne sont pas affectés."
     ),
     "legal_general": (
         "Si vous résidez dans l'UE, l'EEE ou au Royaume-Uni, vous disposez en outre du "
@@ -708,6 +745,7 @@ ES: dict[str, str] = {
         "Puedes comunicarnos un artículo dañado, defectuoso o equivocado hasta {period} "
         "después de la entrega."
     ),
+    "fault_none": "No aceptamos devoluciones de artículos dañados, defectuosos o equivocados.",
     "evidence": "Si el motivo es {reasons}, envíanos {items}.",
     "ev_photos_one": "una foto",
     "ev_photos_other": "{n} fotos",
@@ -767,11 +805,23 @@ ES: dict[str, str] = {
     ),
     "outbound_yes": "También te reembolsamos los gastos de envío originales.",
     "outbound_no_after_legal": "En ese caso, no se reembolsan los gastos de envío originales.",
+    "outbound_fault_yes": (
+        "Si un artículo está dañado, es defectuoso o no es el que pediste, también te "
+        "reembolsamos los gastos de envío originales."
+    ),
+    "outbound_fault_no": (
+        "Si un artículo está dañado, es defectuoso o no es el que pediste, te reembolsamos "
+        "el precio del artículo, pero no los gastos de envío originales."
+    ),
     "inspect_min": (
         "Los artículos con un valor de {amount} o más se inspeccionan a su llegada antes "
         "del reembolso."
     ),
     "inspect_all": "Todas las devoluciones se inspeccionan a su llegada antes del reembolso.",
+    "inspect_total": (
+        "Una devolución con un valor total de {amount} o más se inspecciona a su llegada "
+        "antes del reembolso."
+    ),
     "ship_tracked": "Envíalos con un servicio de envío con seguimiento.",
     "ship_signature": ("Envíalos con un servicio de envío con seguimiento y firma en la entrega."),
     "returnless_below": (
@@ -801,7 +851,7 @@ ES: dict[str, str] = {
     ),
     "legal_guarantee_uk": (
         "Según la legislación del Reino Unido, puedes rechazar un producto defectuoso y "
-        "obtener el reembolso íntegro en los {days} días siguientes a la entrega. Tus demás "
+        "obtener un reembolso en los {days} días siguientes a la entrega. Tus demás "
         "derechos legales no se ven afectados."
     ),
     "legal_general": (
@@ -902,6 +952,7 @@ IT: dict[str, str] = {
         "Puoi segnalarci un articolo danneggiato, difettoso o errato fino a {period} dopo "
         "la consegna."
     ),
+    "fault_none": "Non accettiamo resi di articoli danneggiati, difettosi o errati.",
     "evidence": "Se il motivo è {reasons}, inviaci {items}.",
     "ev_photos_one": "una foto",
     "ev_photos_other": "{n} foto",
@@ -960,11 +1011,23 @@ IT: dict[str, str] = {
     "outbound_no_after_legal": (
         "In questo caso le spese di spedizione originali non vengono rimborsate."
     ),
+    "outbound_fault_yes": (
+        "Se un articolo è danneggiato, difettoso o diverso da quello ordinato, ti "
+        "rimborsiamo anche le spese di spedizione originali."
+    ),
+    "outbound_fault_no": (
+        "Se un articolo è danneggiato, difettoso o diverso da quello ordinato, ti "
+        "rimborsiamo il prezzo dell'articolo, ma non le spese di spedizione originali."
+    ),
     "inspect_min": (
         "Gli articoli di valore pari o superiore a {amount} vengono controllati all'arrivo "
         "prima del rimborso."
     ),
     "inspect_all": "Ogni reso viene controllato all'arrivo prima del rimborso.",
+    "inspect_total": (
+        "Un reso di valore complessivo pari o superiore a {amount} viene controllato "
+        "all'arrivo prima del rimborso."
+    ),
     "ship_tracked": "Rispediscili con un servizio di spedizione tracciato.",
     "ship_signature": (
         "Rispediscili con un servizio di spedizione tracciato con firma alla consegna."
@@ -993,8 +1056,8 @@ IT: dict[str, str] = {
         "{years} anni dalla consegna)."
     ),
     "legal_guarantee_uk": (
-        "Secondo la legge britannica, puoi rifiutare un bene difettoso e ottenere il "
-        "rimborso completo entro {days} giorni dalla consegna. Restano salvi gli altri tuoi "
+        "Secondo la legge britannica, puoi rifiutare un bene difettoso e ottenere un "
+        "rimborso entro {days} giorni dalla consegna. Restano salvi gli altri tuoi "
         "diritti di legge."
     ),
     "legal_general": (
@@ -1078,6 +1141,7 @@ JA: dict[str, str] = {
         "届いた場合は、返品手続きを開始し、該当する理由を選んでください。"
     ),
     "fault_window": "破損・不良・誤配送の商品は、お届けから{period}以内にご連絡ください。",
+    "fault_none": "破損・不良・誤配送の商品の返品はお受けしておりません。",
     "evidence": "返品理由が{reasons}の場合は、{items}をお送りください。",
     "ev_photos_one": "写真1枚",
     "ev_photos_other": "写真{n}枚",
@@ -1122,8 +1186,14 @@ JA: dict[str, str] = {
     "outbound_no": "商品に問題のないお客様都合の返品の場合、ご注文時の送料は返金されません。",
     "outbound_yes": "ご注文時の送料も返金いたします。",
     "outbound_no_after_legal": "この場合、ご注文時の送料は返金されません。",
+    "outbound_fault_yes": "商品の破損・不良・誤配送の場合は、ご注文時の送料も返金いたします。",
+    "outbound_fault_no": (
+        "商品の破損・不良・誤配送の場合、商品代金は返金いたしますが、ご注文時の送料は"
+        "返金されません。"
+    ),
     "inspect_min": "{amount}以上の商品は、到着後に検品してから返金いたします。",
     "inspect_all": "すべての返品商品は、到着後に検品してから返金いたします。",
+    "inspect_total": "合計{amount}以上の返品は、到着後に検品してから返金いたします。",
     "ship_tracked": "追跡可能な配送方法でご返送ください。",
     "ship_signature": "追跡可能で、受け取り時に署名が必要な配送方法でご返送ください。",
     "returnless_below": (
@@ -1148,8 +1218,8 @@ JA: dict[str, str] = {
         "これにより制限されません。"
     ),
     "legal_guarantee_uk": (
-        "英国法により、お届けから{days}日以内であれば、不良品の受け取りを拒否して全額の"
-        "返金を受けることができます。その他の法律上の権利も制限されません。"
+        "英国法により、お届けから{days}日以内であれば、不良品の受け取りを拒否して返金を"
+        "受けることができます。その他の法律上の権利も制限されません。"
     ),
     "legal_general": (
         "EU、EEAまたは英国にお住まいの場合、お届けから{days}日以内であれば、理由を問わず"
@@ -1207,6 +1277,7 @@ ZH_HANS: dict[str, str] = {
         "如商品到货时已损坏、有缺陷或缺少部件，与描述不符，或不是您订购的商品，请申请退货并选择相应的原因。"
     ),
     "fault_window": "商品损坏、有缺陷或发错货的，您可在收货后{period}内告知我们。",
+    "fault_none": "商品损坏、有缺陷或发错货的退货恕不接受。",
     "evidence": "如果退货原因为{reasons}，请向我们提供{items}。",
     "ev_photos_one": "1张照片",
     "ev_photos_other": "{n}张照片",
@@ -1244,8 +1315,11 @@ ZH_HANS: dict[str, str] = {
     "outbound_no": "如商品本身没有问题，原订单的运费不予退还。",
     "outbound_yes": "我们也会退还原订单的运费。",
     "outbound_no_after_legal": "此时，原订单的运费不予退还。",
+    "outbound_fault_yes": "如商品损坏、有缺陷或发错货，我们也会退还原订单的运费。",
+    "outbound_fault_no": "如商品损坏、有缺陷或发错货，我们会退还商品款项，但原订单的运费不予退还。",
     "inspect_min": "价值{amount}及以上的商品，我们会在收到后先行检验再退款。",
     "inspect_all": "所有退货商品都会在收到后先行检验再退款。",
+    "inspect_total": "总价值{amount}及以上的退货，我们会在收到后先行检验再退款。",
     "ship_tracked": "请使用可追踪的物流服务寄回。",
     "ship_signature": "请使用可追踪且需签收的物流服务寄回。",
     "returnless_below": (
@@ -1264,7 +1338,7 @@ ZH_HANS: dict[str, str] = {
     ),
     "legal_guarantee_eu": "您针对有缺陷商品享有的法定保证权利（自交货起至少{years}年）不受影响。",
     "legal_guarantee_uk": (
-        "根据英国法律，您可以在收货后{days}天内拒收有缺陷的商品并获得全额退款。您的其他法定权利不受影响。"
+        "根据英国法律，您可以在收货后{days}天内拒收有缺陷的商品并获得退款。您的其他法定权利不受影响。"
     ),
     "legal_general": (
         "如果您居住在欧盟、欧洲经济区或英国，您还享有在收货后{days}天内无理由撤回购买的"
