@@ -247,11 +247,11 @@ def _cursor(raw: str) -> str:
     [
         "not-a-cursor",
         _cursor("garbage"),
-        _cursor(f"2026-10-01T10:00:00+00:00|{uuid.uuid4()}|x"),
+        _cursor("2026-10-01T10:00:00+00:00|00000000-0000-4000-8000-000000000001|x"),
         _cursor("2026-10-01T10:00:00+00:00|not-a-uuid"),
         # Well-formed but forged: a timestamp without an offset, or out of range in UTC.
-        _cursor(f"2026-10-01T10:00:00|{uuid.uuid4()}"),
-        _cursor(f"0001-01-01T00:00:00+14:00|{uuid.uuid4()}"),
+        _cursor("2026-10-01T10:00:00|00000000-0000-4000-8000-000000000002"),
+        _cursor("0001-01-01T00:00:00+14:00|00000000-0000-4000-8000-000000000003"),
         base64.urlsafe_b64encode(b"\xff\xfe|\x00").decode(),
     ],
 )

@@ -192,4 +192,6 @@ def test_every_cell_of_the_guard_table_holds(
             # The refusal names the rule and the numbers behind it.
             [first, *_] = payload["violations"]
             assert first["code"] == cell.code and first["numbers"], payload
+            if cell.code == "accepted_offer_no_cash":
+                assert first["numbers"] == {"requested": 4000, "allowed": 0}, payload
     assert not wrong, "\n".join(wrong)

@@ -642,6 +642,10 @@ def check_refund(state: RefundState, request: RequestedRefund) -> list[Violation
     return violations
 
 
+OFFER_CODES = frozenset({"accepted_offer_no_cash", "exceeds_accepted_offer"})
+"""Violations of an accepted offer's bound: they need the refund's amount to be named."""
+
+
 def _offer_violations(state: RefundState, request: RequestedRefund) -> list[Violation]:
     """An accepted alternative bounds the refund, unless a valid override lifts it."""
     offer = state.accepted_offer

@@ -384,9 +384,14 @@ def create_refund(
             )
         )
     # Units first: asking for more than may go out is refused before any amount is computed.
-    violations = money.check_refund(
-        state, money.RequestedRefund(quantities, total=0, keep_percent=keep_percent)
-    )
+    # An offer's bound is judged once the amount is known, so its refusal can name it.
+    violations = [
+        v
+        for v in money.check_refund(
+            state, money.RequestedRefund(quantities, total=0, keep_percent=keep_percent)
+        )
+        if v.code not in money.OFFER_CODES
+    ]
     if violations:
         raise RefundRefused(violations)
     first = terms.first

@@ -97,6 +97,25 @@ class UnknownAnswer(ProviderError):
         self.provider_status = provider_status
 
 
+def known_refund(
+    kind: str, refund: dict[str, Any], states: dict[str, ProviderState]
+) -> tuple[ProviderState, str, str]:
+    """A refund object's state, id and status as the provider wrote it; an unknown status
+    or a refund without an id is an UnknownAnswer, kept verbatim and never taken for paid."""
+    status = refund.get("status")
+    state = states.get(status) if isinstance(status, str) else None
+    reference = refund.get("id") if isinstance(refund.get("id"), str) else None
+    if state is None or reference is None:
+        raise UnknownAnswer(
+            f"{kind}: unknown refund status {status!r}"
+            + ("" if reference else " and no refund id"),
+            answer=verbatim(200, refund),
+            reference=reference,
+            provider_status=str(status)[:32] if status is not None else None,
+        )
+    return state, reference, str(status)
+
+
 def verbatim(status_code: int | None, body: Any) -> dict[str, Any]:
     """How an unknown answer is stored: the HTTP status and the body as it came."""
     if isinstance(body, str):

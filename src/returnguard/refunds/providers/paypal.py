@@ -19,11 +19,10 @@ from returnguard.refunds.providers.base import (
     ProviderResult,
     ProviderState,
     RefundRequest,
-    UnknownAnswer,
     json_body,
+    known_refund,
     not_payable,
     retryable_status,
-    verbatim,
 )
 
 DEFAULT_BASE_URL = "https://api-m.paypal.com"
@@ -145,23 +144,13 @@ class _AuthRefused(ProviderError):
 
 
 def _result(refund: dict[str, Any], unsent_minor: int | None) -> ProviderResult:
-    status = refund.get("status")
-    state = _STATES.get(status) if isinstance(status, str) else None
-    reference = refund.get("id") if isinstance(refund.get("id"), str) else None
-    if state is None or reference is None:
-        raise UnknownAnswer(
-            f"paypal: unknown refund status {status!r}"
-            + ("" if reference else " and no refund id"),
-            answer=verbatim(200, refund),
-            reference=reference,
-            provider_status=str(status)[:32] if status is not None else None,
-        )
+    state, reference, status = known_refund("paypal", refund, _STATES)
     details = refund.get("status_details")
     reason = details.get("reason") if isinstance(details, dict) else None
     return ProviderResult(
         state,
         reference=reference,
-        provider_status=str(status),
+        provider_status=status,
         code=str(reason).lower() if state is ProviderState.FAILED and reason else None,
         message=reason,
         raw=refund,

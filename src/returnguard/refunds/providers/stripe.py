@@ -22,6 +22,7 @@ from returnguard.refunds.providers.base import (
     RefundRequest,
     UnknownAnswer,
     json_body,
+    known_refund,
     not_payable,
     retryable_status,
     verbatim,
@@ -177,21 +178,11 @@ def _rate_limited(response: httpx.Response) -> bool:
 
 
 def _result(refund: dict[str, Any], unsent_minor: int | None) -> ProviderResult:
-    status = refund.get("status")
-    state = _STATES.get(status) if isinstance(status, str) else None
-    reference = refund.get("id") if isinstance(refund.get("id"), str) else None
-    if state is None or reference is None:
-        raise UnknownAnswer(
-            f"stripe: unknown refund status {status!r}"
-            + ("" if reference else " and no refund id"),
-            answer=verbatim(200, refund),
-            reference=reference,
-            provider_status=str(status)[:32] if status is not None else None,
-        )
+    state, reference, status = known_refund("stripe", refund, _STATES)
     return ProviderResult(
         state,
         reference=reference,
-        provider_status=str(status),
+        provider_status=status,
         code=refund.get("failure_reason") if state is ProviderState.FAILED else None,
         message=refund.get("failure_reason"),
         raw=refund,
