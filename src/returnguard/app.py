@@ -77,7 +77,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     def healthz(request: Request) -> Response:
         """Liveness and database reachability."""
         try:
-            with database.engine.connect() as conn:
+            # The read engine: on SQLite it never waits for the write lock.
+            with database.read_engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except Exception as exc:
             return JSONResponse(

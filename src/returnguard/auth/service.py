@@ -17,7 +17,7 @@ from returnguard.audit import service as audit
 from returnguard.auth.actor import Actor as Actor
 from returnguard.auth.models import ApiKey, Organization, Role, User
 from returnguard.errors import Conflict, InvalidInput, NotFound, Unauthorized
-from returnguard.kit.db import utcnow
+from returnguard.kit.db import is_read_only, utcnow
 from returnguard.kit.money import MoneyError, check_currency
 
 KEY_PREFIX = "rg"
@@ -158,8 +158,10 @@ def authenticate(session: Session, authorization: str | None) -> Actor:
     if key.revoked_at is not None:
         raise Unauthorized("this API key has been revoked")
     now = utcnow()
-    # Throttled so that concurrent requests with one key do not queue on its row lock.
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+    # Throttled so that concurrent requests with one key do not queue on its row lock; a
+    # reading request on SQLite records nothing, so it never needs the write lock.
+    stale = key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION
+    if stale and not (is_read_only(session) and session.get_bind().dialect.name == "sqlite"):
         key.last_used_at = now
     if key.user_id is not None:
         user = session.get(User, key.user_id)

@@ -67,33 +67,53 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """Create an engine; SQLite gets WAL, a busy timeout and write-locking transactions."""
+SQLITE_BUSY_TIMEOUT_MS = 5_000
+"""How long a SQLite writer waits for the write lock before the request is answered 503
+(`database_busy`, with Retry-After) instead of being held for half a minute."""
+
+READ_ONLY = "returnguard_read_only"
+"""Execution option (and session info key) of a unit of work that never writes."""
+
+
+def make_engine(
+    url: str, *, echo: bool = False, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> Engine:
+    """Create an engine; SQLite gets WAL, a busy timeout and write-locking transactions
+    for writers, plain (snapshot) transactions for readers."""
     if is_sqlite(url):
         engine = create_engine(
             url,
             echo=echo,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+            # Above capacity a request waits a moment for a connection, then gets a 503.
+            pool_size=10,
+            max_overflow=20,
+            pool_timeout=busy_timeout_ms / 1000,
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout_ms)
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(READ_ONLY):
+            # A reader takes no lock: in WAL mode it reads a snapshot while one writer
+            # writes, so reads (and /healthz) never queue behind the write lock.
+            conn.exec_driver_sql("BEGIN")
+            return
         # BEGIN IMMEDIATE takes the write lock up front, so two transactions that
         # read-then-write the same return serialise instead of failing with
         # "database is locked" when the second one tries to upgrade its lock.
@@ -103,19 +123,27 @@ def _configure_sqlite(engine: Engine) -> None:
 class Database:
     """An engine plus its session factory; one per process and database URL."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url, echo=echo)
+        self.engine = make_engine(url, echo=echo, busy_timeout_ms=busy_timeout_ms)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        # The same pool, marked: on SQLite its transactions take no write lock.
+        self.read_engine = self.engine.execution_options(**{READ_ONLY: True})
+        self.read_sessionmaker = sessionmaker(
+            self.read_engine, expire_on_commit=False, info={READ_ONLY: True}
+        )
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """One unit of work: commit on success, roll back on any error."""
-        session = self.sessionmaker()
+    def session(self, *, read_only: bool = False) -> Iterator[Session]:
+        """One unit of work: commit on success, roll back on any error. A read-only one
+        (GET requests) takes no write lock on SQLite and must not write."""
+        session = (self.read_sessionmaker if read_only else self.sessionmaker)()
         try:
             yield session
             session.commit()
@@ -127,3 +155,34 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def is_read_only(session: Session) -> bool:
+    return bool(session.info.get(READ_ONLY))
+
+
+def insert_missing(
+    session: Session, model: type[Base], keys: tuple[str, ...], rows: list[dict[str, Any]]
+) -> None:
+    """Insert the rows whose unique ``keys`` are not taken yet, and skip the others.
+
+    ``INSERT … ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite): a concurrent writer that
+    inserted the same key first makes ours a no-op instead of a unique violation that
+    would fail the whole request; rows go in sorted by key, so two writers of the same
+    keys lock them in one order and never deadlock. Callers read the rows back after.
+    """
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(model)
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(model)
+    else:  # pragma: no cover - the two supported databases are above
+        raise NotImplementedError(f"insert_missing on {dialect}")
+    ordered = sorted(rows, key=lambda row: tuple(str(row[k]) for k in keys))
+    session.execute(stmt.on_conflict_do_nothing(index_elements=list(keys)), ordered)

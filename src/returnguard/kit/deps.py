@@ -18,6 +18,9 @@ def get_database(request: Request) -> Database:
     return db
 
 
+_READING = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def get_session(request: Request) -> Iterator[Session]:
     """The request's unit of work: committed when the handler returns, else rolled back.
 
@@ -25,7 +28,8 @@ def get_session(request: Request) -> Iterator[Session]:
     a client that sees 2xx knows the change is durable.
     """
     db = get_database(request)
-    with db.session() as session:
+    # Reading requests take no write lock (SQLite), so they never queue behind writers.
+    with db.session(read_only=request.method in _READING) as session:
         yield session
     notify = getattr(request.app.state, "notify_worker", None)
     if notify is not None:

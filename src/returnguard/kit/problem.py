@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -117,6 +119,27 @@ def _problem_openapi(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+BUSY_RETRY_AFTER_SECONDS = 1
+
+
+def _busy(exc: OperationalError) -> bool:
+    """SQLite's write lock stayed taken for the whole busy timeout."""
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def _busy_response(request: Request) -> JSONResponse:
+    # Above capacity: tell the client to come back shortly instead of holding it.
+    return problem_response(
+        request,
+        status=503,
+        code="database_busy",
+        title="Too busy, retry shortly",
+        detail="the database is busy with other writes; retry after a second",
+        headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     default_openapi = app.openapi
 
@@ -158,6 +181,16 @@ def install_problem_handlers(app: FastAPI) -> None:
             detail=detail,
             errors=errors,
         )
+
+    @app.exception_handler(OperationalError)
+    async def _database_error(request: Request, exc: OperationalError) -> JSONResponse:
+        if not _busy(exc):
+            return await _unexpected_error(request, exc)
+        return _busy_response(request)
+
+    @app.exception_handler(SATimeoutError)
+    async def _pool_exhausted(request: Request, exc: SATimeoutError) -> JSONResponse:
+        return _busy_response(request)
 
     @app.exception_handler(Exception)
     async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

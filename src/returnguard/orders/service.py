@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from returnguard.audit import service as audit
 from returnguard.auth.service import Actor
 from returnguard.errors import Conflict, InvalidInput, NotFound
+from returnguard.kit.db import insert_missing, new_id
 from returnguard.kit.money import Money
 from returnguard.kit.schemas import MoneyIn
 from returnguard.orders import repository as repo
@@ -82,8 +83,13 @@ def upsert_product(session: Session, actor: Actor, data: ProductIn) -> tuple[Pro
     product = repo.products_by_sku(session, actor.organization_id, [data.sku]).get(data.sku)
     created = product is None
     if product is None:
-        product = Product(organization_id=actor.organization_id, sku=data.sku)
-        session.add(product)
+        insert_missing(
+            session,
+            Product,
+            ("organization_id", "sku"),
+            [{"id": new_id(), "organization_id": actor.organization_id, "sku": data.sku}],
+        )
+        product = repo.products_by_sku(session, actor.organization_id, [data.sku])[data.sku]
     before = _product_state(product) if not created else None
     product.title = data.title or product.title or ""
     product.asin = data.asin
@@ -157,16 +163,26 @@ def upsert_order(session: Session, actor: Actor, data: OrderIn) -> UpsertResult:
 
 
 def _buyer(session: Session, actor: Actor, channel: Channel, data: BuyerIn | None) -> Buyer | None:
+    """The channel's buyer by external id, created if new: race-free (insert-or-fetch)."""
     if data is None:
         return None
     buyer = repo.buyer(session, actor.organization_id, channel.id, data.external_id)
     if buyer is None:
-        buyer = Buyer(
-            organization_id=actor.organization_id,
-            channel_id=channel.id,
-            external_id=data.external_id,
+        insert_missing(
+            session,
+            Buyer,
+            ("organization_id", "channel_id", "external_id"),
+            [
+                {
+                    "id": new_id(),
+                    "organization_id": actor.organization_id,
+                    "channel_id": channel.id,
+                    "external_id": data.external_id,
+                }
+            ],
         )
-        session.add(buyer)
+        buyer = repo.buyer(session, actor.organization_id, channel.id, data.external_id)
+        assert buyer is not None
     buyer.email = data.email or buyer.email
     buyer.name = data.name or buyer.name
     buyer.country = data.country or buyer.country
@@ -175,19 +191,29 @@ def _buyer(session: Session, actor: Actor, channel: Channel, data: BuyerIn | Non
 
 
 def _products(session: Session, actor: Actor, lines: list[OrderLineIn]) -> dict[str, Product]:
-    known = repo.products_by_sku(session, actor.organization_id, [line.sku for line in lines])
-    for line in lines:
-        if line.sku not in known:
-            product = Product(
-                organization_id=actor.organization_id,
-                sku=line.sku,
-                title=line.title,
-                asin=line.asin,
-                category=line.category,
-            )
-            session.add(product)
-            known[line.sku] = product
-    session.flush()
+    """The order's products by SKU, new ones created: race-free (insert-or-fetch, in SKU
+    order, so concurrent first orders of the same new SKUs neither fail nor deadlock)."""
+    skus = [line.sku for line in lines]
+    known = repo.products_by_sku(session, actor.organization_id, skus)
+    missing = {line.sku: line for line in lines if line.sku not in known}
+    if missing:
+        insert_missing(
+            session,
+            Product,
+            ("organization_id", "sku"),
+            [
+                {
+                    "id": new_id(),
+                    "organization_id": actor.organization_id,
+                    "sku": sku,
+                    "title": line.title or "",
+                    "asin": line.asin,
+                    "category": line.category,
+                }
+                for sku, line in missing.items()
+            ],
+        )
+        known = repo.products_by_sku(session, actor.organization_id, skus)
     return known
 
 
