@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -184,3 +185,64 @@ def test_allowed_actions_are_route_names_and_never_refused(api: Api) -> None:
     listed = api.get(RETURNS).json()["items"]
     # Lists offer a refund only for units that passed inspection (always allowed).
     assert [r["allowed_actions"] for r in listed if r["id"] == rid] == [["inspections", "dispute"]]
+
+
+def _policy_with_threshold(api: Api, threshold: dict[str, str]) -> None:
+    from returnguard.domain.policy.defaults import default_policy_data
+
+    document = default_policy_data("EUR") | {
+        "name": "USD threshold",
+        "high_value_threshold": threshold,
+    }
+    r = api.post("/api/v1/policies", {"name": "USD threshold", "document": document})
+    assert r.status_code == 201, r.text
+    policy = r.json()
+    assert api.post(f"/api/v1/policies/{policy['id']}/publish", {"version": 1}).status_code == 200
+    r = api.post("/api/v1/channels/amazon-de/policy", {"policy_id": policy["id"]})
+    assert r.status_code == 200, r.text
+
+
+def _received_return(api: Api, ext: str, sku: str) -> dict[str, Any]:
+    ret = _open(api, ext, sku, "changed_mind")
+    rid, line = ret["id"], ret["lines"][0]["id"]
+    assert api.post(f"{RETURNS}/{rid}/approve", {"note": "ok"}).status_code == 200
+    r = api.post(f"{RETURNS}/{rid}/receive", {"lines": [{"return_line_id": line, "quantity": 1}]})
+    assert r.status_code == 200, r.text
+    return ret
+
+
+def test_a_threshold_in_another_currency_is_judged_in_the_base_currency_at_the_days_rate(
+    api: Api,
+) -> None:
+    _setup(api)
+    _policy_with_threshold(api, {"amount": "100.00", "currency": "USD"})
+    # No USD rate yet: the value cannot be judged, so it counts as high-value.
+    r = _refund(api, _received_return(api, "fx-1", "MUG"), "fx-1")
+    assert r.status_code == 409 and r.json()["code"] == "high_value_needs_inspection"
+    assert "no USD->EUR exchange rate" in r.json()["detail"]
+
+    today = datetime.now(UTC).date().isoformat()
+    r = api.post(
+        "/api/v1/fx-rates", {"day": today, "base": "EUR", "quote": "USD", "rate": "1.2500"}
+    )
+    assert r.status_code in (200, 201), r.text
+    # 100.00 USD is 80.00 EUR: a 40.00 EUR mug is below it, a 300.00 EUR tent above.
+    assert _refund(api, _received_return(api, "fx-2", "MUG"), "fx-2").status_code == 201
+    r = _refund(api, _received_return(api, "fx-3", "TENT"), "fx-3")
+    assert r.status_code == 409 and r.json()["code"] == "high_value_needs_inspection"
+    numbers = r.json()["violations"][0]["numbers"]
+    assert (numbers["return_value"], numbers["high_value_threshold"]) == (30000, 8000)
+
+
+def test_a_threshold_in_an_unknown_currency_is_refused_when_the_policy_is_saved(
+    api: Api,
+) -> None:
+    from returnguard.domain.policy.defaults import default_policy_data
+
+    document = default_policy_data("EUR") | {
+        "name": "bad",
+        "high_value_threshold": {"amount": "100", "currency": "ABC"},
+    }
+    r = api.post("/api/v1/policies", {"name": "bad", "document": document})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "document.high_value_threshold.currency"

@@ -201,28 +201,28 @@ def _high_value(
     if threshold is None:
         return None
     value = Money.from_minor(_return_value(order, ret), order.currency)
-    limit = Money(threshold.amount, threshold.currency or order.currency)
-    if limit.currency == value.currency:
+    limit_currency = threshold.currency or order.currency
+    if limit_currency == value.currency:
         return money.HighValue(
-            value.minor, _minor_floor(limit.amount, limit.currency), value.currency
+            value.minor, _minor_floor(threshold.amount, value.currency), value.currency
         )
     org = session.get(Organization, ret.organization_id)
     assert org is not None
     base, today = org.base_currency, utcnow().date()
     value_rate = fx.rate(session, org.id, value.currency, base, today)
-    limit_rate = fx.rate(session, org.id, limit.currency, base, today)
+    limit_rate = fx.rate(session, org.id, limit_currency, base, today)
     if value_rate is None or limit_rate is None:
-        missing = value.currency if value_rate is None else limit.currency
+        missing = value.currency if value_rate is None else limit_currency
         return money.HighValue(
             0,
             0,
             base,
             unknown=f"no {missing}->{base} exchange rate to compare the return's {value} with "
-            f"the high-value threshold of {limit}, so it counts as high-value",
+            f"the high-value threshold of {threshold.amount} {limit_currency}, so it counts "
+            "as high-value",
         )
-    digits = minor_digits(base)
-    in_base = int((value.amount * value_rate).scaleb(digits).to_integral_value(ROUND_DOWN))
-    return money.HighValue(in_base, _minor_floor(limit.amount * limit_rate, base), base)
+    in_base = _minor_floor(value.amount * value_rate, base)
+    return money.HighValue(in_base, _minor_floor(threshold.amount * limit_rate, base), base)
 
 
 def _accepted_offer(ret: Return) -> money.AcceptedOffer | None:

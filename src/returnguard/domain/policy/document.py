@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from returnguard.domain.reasons import ReasonClass, ReasonCode
+from returnguard.kit.money import MoneyError, check_currency
 
 RuleId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
 Code = Annotated[str, Field(min_length=1, max_length=64)]
@@ -170,6 +171,16 @@ class HighValueThreshold(_Strict):
     )
 
     _numbers = field_validator("amount", mode="before")(_decimal_text)
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_currency(value)
+            except MoneyError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
 
 class PolicyDocument(_Strict):
