@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from returnguard import __version__
 from returnguard.auth.endpoints import router as auth_router
+from returnguard.composition import default_handlers
 from returnguard.config import Settings
 from returnguard.fx.endpoints import router as fx_router
 from returnguard.kit.db import Database
@@ -20,6 +21,7 @@ from returnguard.metrics import Metrics
 from returnguard.orders.buyer_endpoints import router as buyers_router
 from returnguard.orders.endpoints import router as orders_router
 from returnguard.outbox.endpoints import router as webhooks_router
+from returnguard.outbox.handlers import Handlers
 from returnguard.outbox.worker import InProcessWorker
 from returnguard.policies.endpoints import router as policies_router
 from returnguard.policies.public import router as public_policy_page_router
@@ -27,7 +29,15 @@ from returnguard.refunds.endpoints import router as refunds_router
 from returnguard.returns.endpoints import router as returns_router
 
 
-def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    db: Database | None = None,
+    *,
+    handlers: Handlers | None = None,
+) -> FastAPI:
+    """The API; with no arguments (the `returnguard serve` worker processes) every setting
+    comes from the environment. ``handlers`` are the outbox topics the in-process worker
+    runs (default: the application's, as `returnguard worker` runs them)."""
     settings = settings or Settings()
     database = db or Database(settings.database_url)
     metrics = Metrics()
@@ -36,7 +46,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker = None
         if settings.run_worker_in_process:
-            worker = InProcessWorker(database, settings)
+            topics = handlers if handlers is not None else default_handlers()
+            worker = InProcessWorker(database, settings, handlers=topics)
             worker.start()
             app.state.notify_worker = worker.notify
         try:

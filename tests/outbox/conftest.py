@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from returnguard.composition import default_handlers
 from returnguard.config import Settings
 from returnguard.kit.db import Database, utcnow
 from returnguard.outbox.models import OutboxMessage, WebhookDelivery
@@ -161,7 +162,12 @@ def make_worker() -> Iterator[WorkerFactory]:
 
     def make(db: Database, *, batch_size: int = 20, **settings: Any) -> Worker:
         settings.setdefault("webhook_timeout_seconds", 0.5)
-        worker = Worker(db, Settings(database_url=db.url, **settings), batch_size=batch_size)
+        worker = Worker(
+            db,
+            Settings(database_url=db.url, **settings),
+            handlers=default_handlers(),
+            batch_size=batch_size,
+        )
         workers.append(worker)
         return worker
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import update
@@ -79,6 +87,68 @@ def test_two_workers_on_postgresql_never_deliver_a_message_twice(
     assert min(claimed) > 0, claimed  # both workers really shared the queue
     assert {(m.status, m.attempts) for m in messages(pg_db)} == {("done", 1)}
     assert sorted(d.webhook_event_id for d in deliveries(pg_db)) == sorted(per_event)
+
+
+def wait_until(done: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what()}")
+        time.sleep(0.1)
+
+
+def test_two_worker_commands_on_postgresql_deliver_each_message_once(
+    pg_db: Database, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Two `returnguard worker` processes, as an operator scales them out."""
+    tenant = make_tenant(pg_db)
+    settings = Settings(database_url=pg_db.url, in_process_worker=False)
+    with TestClient(create_app(settings, db=pg_db)) as client:
+        register(Api(client, tenant), receiver.url("/hook"))
+    receiver.delay = 0.05  # a batch of 20 takes a second: both processes get work
+    env = os.environ | {
+        "RETURNGUARD_DATABASE_URL": pg_db.url,
+        "RETURNGUARD_WORKER_POLL_SECONDS": "0.1",
+        "RETURNGUARD_WEBHOOK_TIMEOUT_SECONDS": "5",
+    }
+    command = [str(Path(sys.executable).parent / "returnguard"), "worker"]
+    logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
+
+    def output() -> str:
+        return " | ".join(log.read_text() for log in logs)
+
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for log in logs:
+            with log.open("wb") as out:
+                processes.append(
+                    subprocess.Popen(
+                        command, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT
+                    )
+                )
+        wait_until(lambda: all("running" in log.read_text() for log in logs), 30, output)
+        publish(pg_db, tenant, 40)
+        receiver.wait_for(40, timeout=30)
+        wait_until(lambda: {m.status for m in messages(pg_db)} == {"done"}, 10, output)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    assert [p.returncode for p in processes] == [0, 0], output()
+
+    per_event = Counter(r.event_id for r in receiver.requests)
+    assert len(per_event) == 40
+    assert set(per_event.values()) == {1}, [e for e, n in per_event.items() if n > 1]
+    assert {(m.status, m.attempts) for m in messages(pg_db)} == {("done", 1)}
+    stopped = [re.search(r"stopped after (\d+) attempt", log.read_text()) for log in logs]
+    attempts = [int(found[1]) if found else -1 for found in stopped]
+    assert sum(attempts) == 40, output()
+    assert min(attempts) > 0, output()  # both processes really shared the queue
 
 
 def test_a_leased_message_waits_for_its_lease_then_another_worker_takes_it(

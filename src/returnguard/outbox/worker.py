@@ -11,17 +11,19 @@ on a message the worker therefore renews its lease, and skips the message if ano
 worker has claimed it in the meantime (its ``attempts`` moved on). The outcome is only
 written while the message is still ours, so a worker that lost its lease mid-request
 cannot overwrite what the new owner recorded.
+
+What a message means is not known here: each topic's handler is registered by the
+module that owns it (outbox/handlers.py). A message whose topic this worker has no
+handler for fails like an unreachable receiver (retried with backoff, dead after the
+last attempt, the error naming the topic): during a rolling deploy a newer release may
+queue a topic before every worker knows it, and a worker that does will then take it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple
 
@@ -31,22 +33,11 @@ from sqlalchemy.orm import Session
 
 from returnguard.config import Settings
 from returnguard.kit.db import Database, utcnow
-from returnguard.outbox.models import OutboxMessage, WebhookDelivery, WebhookEndpoint
-from returnguard.outbox.service import WEBHOOK_TOPIC, backoff
-from returnguard.outbox.signing import SIGNATURE_HEADER, sign
+from returnguard.outbox.handlers import Handler, HandlerContext, Handlers, Outcome
+from returnguard.outbox.models import OutboxMessage
+from returnguard.outbox.service import backoff
 
 log = logging.getLogger("returnguard.worker")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    error: str | None = None
-    retry: bool = True
-
-
-# (outbox message id, payload, attempt number) -> outcome
-Handler = Callable[[int, dict[str, Any], int], Outcome]
 
 
 class Claim(NamedTuple):
@@ -64,23 +55,27 @@ class Worker:
         db: Database,
         settings: Settings,
         *,
+        handlers: Handlers | None = None,
         http: httpx.Client | None = None,
         batch_size: int = 20,
     ) -> None:
+        """``handlers``: what to run per topic (default: the application's own set)."""
+        if handlers is None:
+            # Imported only here: the composition root imports the modules that register
+            # handlers, and they build on this package.
+            from returnguard.composition import default_handlers
+
+            handlers = default_handlers()
         self.db = db
         self.settings = settings
         self._owns_http = http is None
         self.http = http or httpx.Client(timeout=settings.webhook_timeout_seconds)
         self.batch_size = batch_size
         self.worker_id = uuid.uuid4().hex[:8]
-        # Imported here: the refund sender builds on this module's Outcome.
-        from returnguard.refunds.sender import RefundSender
-        from returnguard.refunds.service import REFUND_TOPIC
-
-        self.handlers: dict[str, Handler] = {
-            WEBHOOK_TOPIC: self.deliver_webhook,
-            REFUND_TOPIC: RefundSender(db, self.http).handle,
-        }
+        self.handlers: dict[str, Handler] = handlers.bind(
+            HandlerContext(db=db, settings=settings, http=self.http)
+        )
+        self.processed = 0  # attempts made (messages worked on) since start
 
     def close(self) -> None:
         """Release the HTTP connection pool (if the worker created it)."""
@@ -129,9 +124,14 @@ class Worker:
                 claim.attempt,
             )
             return None
+        self.processed += 1
         handler = self.handlers.get(claim.topic)
         if handler is None:
-            outcome = Outcome(False, f"no handler for topic {claim.topic!r}", retry=False)
+            known = ", ".join(sorted(self.handlers)) or "none"
+            outcome = Outcome(
+                False, f"no handler for topic {claim.topic!r} in this worker (it handles: {known})"
+            )
+            log.error("outbox message %s: %s", claim.message_id, outcome.error)
         else:
             try:
                 outcome = handler(claim.message_id, claim.payload, claim.attempt)
@@ -174,57 +174,6 @@ class Worker:
                 row.last_error = outcome.error
                 row.next_attempt_at = utcnow() + backoff(claim.attempt)
 
-    def deliver_webhook(self, message_id: int, payload: dict[str, Any], attempt: int) -> Outcome:
-        with self.db.session() as session:
-            endpoint = session.get(WebhookEndpoint, uuid.UUID(payload["endpoint_id"]))
-            if endpoint is None or not endpoint.active:
-                return Outcome(False, "endpoint removed or disabled", retry=False)
-            url, secret, org_id = endpoint.url, endpoint.secret, endpoint.organization_id
-            endpoint_id = endpoint.id
-        event = payload["event"]
-        body = json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "ReturnGuard-Webhooks/1",
-            "ReturnGuard-Event-Id": event["id"],
-            "ReturnGuard-Event-Type": event["type"],
-            SIGNATURE_HEADER: sign(secret, body),
-        }
-        started = time.monotonic()
-        status_code: int | None = None
-        error: str | None = None
-        try:
-            response = self.http.post(url, content=body, headers=headers)
-            status_code = response.status_code
-            if not 200 <= status_code < 300:
-                error = f"HTTP {status_code}"
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        elapsed = int((time.monotonic() - started) * 1000)
-        with self.db.session() as session:
-            session.add(
-                WebhookDelivery(
-                    organization_id=org_id,
-                    endpoint_id=endpoint_id,
-                    outbox_id=message_id,
-                    webhook_event_id=event["id"],
-                    event_type=event["type"],
-                    attempt=attempt,
-                    status_code=status_code,
-                    ok=error is None,
-                    error=error,
-                    duration_ms=elapsed,
-                )
-            )
-        # A 4xx means the receiver rejects this event for good, except 408 (timeout),
-        # 409 (conflict, e.g. the receiver is busy with the same event) and 429 (rate limit).
-        permanent = (
-            status_code is not None
-            and 400 <= status_code < 500
-            and status_code not in (408, 409, 429)
-        )
-        return Outcome(error is None, error, retry=not permanent)
-
     def run_forever(self, stop: threading.Event, wake: threading.Event | None = None) -> None:
         log.info("outbox worker %s started", self.worker_id)
         while not stop.is_set():
@@ -246,8 +195,10 @@ class Worker:
 class InProcessWorker:
     """Runs the worker in a background thread of the API process (embedded default)."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self.worker = Worker(db, settings)
+    def __init__(
+        self, db: Database, settings: Settings, *, handlers: Handlers | None = None
+    ) -> None:
+        self.worker = Worker(db, settings, handlers=handlers)
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.thread = threading.Thread(

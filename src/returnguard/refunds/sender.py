@@ -25,8 +25,8 @@ from sqlalchemy import select
 from returnguard.auth.actor import Actor
 from returnguard.kit.db import Database, utcnow
 from returnguard.orders.models import Order, OrderLine
+from returnguard.outbox.handlers import Handler, HandlerContext, Handlers, Outcome
 from returnguard.outbox.models import OutboxMessage
-from returnguard.outbox.worker import Outcome
 from returnguard.refunds import service
 from returnguard.refunds.models import FAILED, PENDING, SUCCEEDED, Refund, RefundProvider
 from returnguard.refunds.providers import adapter_for
@@ -93,6 +93,15 @@ def _job(session: Any, refund: Refund) -> _Job | None:
         request,
         refund.provider_reference,
     )
+
+
+def register(handlers: Handlers) -> None:
+    """Pay `refund.send` messages through the refund's provider (`RefundSender.handle`)."""
+    handlers.register(service.REFUND_TOPIC, _sender)
+
+
+def _sender(context: HandlerContext) -> Handler:
+    return RefundSender(context.db, context.http).handle
 
 
 class RefundSender:
