@@ -392,16 +392,20 @@ class LineTerms:
     inspection_before_refund: bool = False
     refund_before_receipt: bool = False
     returnless_refund: bool = False
+    """The policy refunds this line without the goods (its outcome, not just its setting)."""
     restocking_fee: RestockingFee | None = None
     return_shipping_paid_by: Payer = Payer.SELLER
     refund_outbound_shipping: bool = False
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LineTerms:
+    def from_settings(cls, settings: Settings, *, returnless: bool) -> LineTerms:
+        """``returnless``: the policy's outcome for the line is a returnless refund. The
+        setting alone is not enough: it applies only where the item is worth less than
+        bringing it back, which the policy's outcome has judged."""
         return cls(
             inspection_before_refund=bool(settings.inspection_before_refund),
             refund_before_receipt=bool(settings.refund_before_receipt),
-            returnless_refund=bool(settings.returnless_refund),
+            returnless_refund=returnless,
             restocking_fee=settings.restocking_fee,
             return_shipping_paid_by=settings.return_shipping_paid_by or Payer.SELLER,
             refund_outbound_shipping=bool(settings.refund_outbound_shipping),

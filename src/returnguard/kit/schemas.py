@@ -83,6 +83,21 @@ DecimalString = Annotated[
 ]
 
 
+def _percent(value: str) -> str:
+    if not Decimal(0) < Decimal(value) <= Decimal(100):
+        raise ValueError("must be above 0 and at most 100")
+    return value
+
+
+PercentString = Annotated[
+    str,
+    BeforeValidator(_decimal_string),
+    Field(pattern=r"^\d{1,3}(\.\d{1,2})?$", examples=["30", "12.5"]),
+    AfterValidator(_percent),
+]
+"""A percentage above 0 and at most 100, with at most two decimals, as a string."""
+
+
 class MoneyIn(StrictModel):
     """An amount as a decimal string in the currency's minor units: never a JSON number."""
 

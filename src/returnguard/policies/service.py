@@ -31,7 +31,7 @@ from returnguard.domain.policy.engine import (
     evaluate,
 )
 from returnguard.domain.policy.validate import parse_policy
-from returnguard.domain.refunds import LineTerms, ReturnTerms
+from returnguard.domain.refunds import LineId, LineTerms, ReturnTerms
 from returnguard.errors import Conflict, InvalidInput, NotFound
 from returnguard.fx import service as fx
 from returnguard.kit.db import utcnow
@@ -370,20 +370,30 @@ def refund_terms(session: Session, ret: Return) -> PolicyTerms:
     decision (every path that decides a return stores them), else the policy evaluated now."""
     latest = latest_decision(session, ret.organization_id, ret.id)
     version = session.get(PolicyVersion, latest.policy_version_id) if latest else None
+    returnless = Outcome.RETURNLESS_REFUND.value
+    by_line: dict[LineId, LineTerms]
     if latest is not None and version is not None:
         by_line = {
-            uuid.UUID(line["return_line_id"]): Settings.model_validate(line.get("settings", {}))
+            uuid.UUID(line["return_line_id"]): LineTerms.from_settings(
+                Settings.model_validate(line.get("settings", {})),
+                returnless=line.get("outcome") == returnless,
+            )
             for line in latest.lines
         }
         source = f"decision {latest.id}"
     else:
         version = _version_for(session, ret)
         decision, _ = _evaluate(session, ret, version, explain=False)
-        by_line = {uuid.UUID(line.line_id): Settings(**line.settings) for line in decision.lines}
+        by_line = {
+            uuid.UUID(line.line_id): LineTerms.from_settings(
+                Settings(**line.settings), returnless=line.outcome is Outcome.RETURNLESS_REFUND
+            )
+            for line in decision.lines
+        }
         source = "the policy evaluated at refund time"
     document = compiled(version).document
     terms = ReturnTerms(
-        lines={line_id: LineTerms.from_settings(s) for line_id, s in by_line.items()},
+        lines=by_line,
         source=f"{source} (policy version {version.version})",
     )
     return PolicyTerms(terms, document.high_value_threshold)

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt
 
-from returnguard.kit.schemas import DecimalString, MoneyIn, MoneyOut, OutModel, StrictModel
+from returnguard.kit.schemas import MoneyIn, MoneyOut, OutModel, PercentString, StrictModel
 
 
 class RefundLineIn(StrictModel):
@@ -21,7 +21,7 @@ class RefundLineIn(StrictModel):
 class RefundIn(StrictModel):
     lines: list[RefundLineIn] = Field(min_length=1, max_length=500)
     reason: Annotated[str, Field(max_length=2000)] = ""
-    keep_percent: DecimalString | None = Field(
+    keep_percent: PercentString | None = Field(
         default=None, description="Keep-the-item partial refund: this percent of what was paid"
     )
     override_reason: Annotated[str, Field(max_length=2000)] | None = Field(

@@ -297,7 +297,8 @@ def _guard(
 
 
 def can_refund(session: Session, ret: Return) -> bool:
-    """Whether the guard would pay at least one unit of the return now (no override)."""
+    """Whether the guard would pay a unit of the return now (no override), for more than
+    nothing."""
     if ReturnStatus(ret.status) not in REFUNDABLE_STATES:
         return False
     order = session.get(Order, ret.order_id)
@@ -308,17 +309,43 @@ def can_refund(session: Session, ret: Return) -> bool:
     state = guard.state
     if state.captured - state.refunded_or_pending <= 0:
         return False
+    keep = state.accepted_offer.percent if state.accepted_offer else None
+    ordered = {ln.id: ln.quantity for ln in order.lines}
     for line_id, q in state.lines.items():
-        if money.refundable_quantity(state, q) > q.refunded and not money.check_refund(
-            state, money.RequestedRefund({line_id: 1}, total=0, keep_percent=_offer_percent(state))
+        if money.refundable_quantity(state, q) <= q.refunded:
+            continue
+        unit = money.LineRefundRequest(
+            order_line_id=line_id,
+            quantity=1,
+            occupied=held.positions(str(line_id), ordered[uuid.UUID(str(line_id))]),
+            keep_percent=keep,
+        )
+        try:
+            due = money.compute_refund(
+                _paid(order),
+                [unit],
+                refund_outbound_shipping=guard.terms.first.refund_outbound_shipping,
+            ).total
+        except ValueError:
+            continue
+        if due > 0 and not money.check_refund(
+            state, money.RequestedRefund({line_id: 1}, total=due, keep_percent=keep)
         ):
             return True
     return False
 
 
-def _offer_percent(state: money.RefundState) -> Decimal | None:
-    offer = state.accepted_offer
-    return offer.percent if offer is not None else None
+def _paid(order: Order) -> money.PaidOrder:
+    """What was paid for the order, as the refund calculation reads it."""
+    return money.PaidOrder(
+        currency=order.currency,
+        lines=tuple(
+            money.PaidLine(ln.id, ln.quantity, ln.unit_price_minor, ln.tax_minor, ln.discount_minor)
+            for ln in order.lines
+        ),
+        shipping=order.shipping_minor,
+        shipping_tax=order.shipping_tax_minor,
+    )
 
 
 def create_refund(
@@ -395,18 +422,9 @@ def create_refund(
     if violations:
         raise RefundRefused(violations)
     first = terms.first
-    paid = money.PaidOrder(
-        currency=order.currency,
-        lines=tuple(
-            money.PaidLine(ln.id, ln.quantity, ln.unit_price_minor, ln.tax_minor, ln.discount_minor)
-            for ln in order.lines
-        ),
-        shipping=order.shipping_minor,
-        shipping_tax=order.shipping_tax_minor,
-    )
     try:
         breakdown = money.compute_refund(
-            paid,
+            _paid(order),
             requests,
             refund_outbound_shipping=first.refund_outbound_shipping,
             return_shipping_deduction=_label_deduction(session, ret, first),

@@ -10,10 +10,10 @@ from pydantic import Field, StrictInt
 from returnguard.domain.reasons import ReasonCode
 from returnguard.kit.schemas import (
     AwareTimestamp,
-    DecimalString,
     MoneyIn,
     MoneyOut,
     OutModel,
+    PercentString,
     StrictModel,
 )
 
@@ -73,7 +73,7 @@ class OfferKind(StrEnum):
 class OfferIn(StrictModel):
     kind: OfferKind
     amount: MoneyIn | None = Field(default=None, description="Partial refund or coupon value")
-    percent: DecimalString | None = Field(default=None, description="Partial refund in %")
+    percent: PercentString | None = Field(default=None, description="Partial refund in %")
     note: Note = ""
 
 

@@ -104,8 +104,16 @@ def test_the_goods_rules_are_named_before_the_offer_bound() -> None:
 def test_terms_are_typed_from_the_policy_settings() -> None:
     fee = RestockingFee(percent=Decimal("10"), cap=Decimal("25.005"), applies_to=FeeApplies.OPENED)
     terms = LineTerms.from_settings(
-        Settings(inspection_before_refund=True, restocking_fee=fee, refund_outbound_shipping=True)
+        Settings(
+            inspection_before_refund=True,
+            restocking_fee=fee,
+            refund_outbound_shipping=True,
+            returnless_refund=True,
+        ),
+        returnless=False,
     )
+    # The setting alone gives no returnless refund: the policy's outcome for the line must.
+    assert not terms.returnless_refund
     assert terms.inspection_before_refund and terms.refund_outbound_shipping
     assert terms.return_shipping_paid_by is Payer.SELLER
     # An `opened` fee only when the item came back opened; its cap rounds down.
