@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -67,35 +70,120 @@ def serve(
     database_url: DatabaseOpt = None,
     host: str = "127.0.0.1",
     port: int = 8000,
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="HTTP worker processes (default: one per CPU core on PostgreSQL, 1 on SQLite)",
+    ),
+    proxy_headers: bool = typer.Option(
+        True,
+        "--proxy-headers/--no-proxy-headers",
+        help="Take the client address and scheme from the X-Forwarded-For and "
+        "X-Forwarded-Proto headers of the proxies in --forwarded-allow-ips",
+    ),
+    forwarded_allow_ips: str | None = typer.Option(
+        None,
+        "--forwarded-allow-ips",
+        help="Comma-separated proxy addresses or networks (or '*') whose X-Forwarded-* "
+        "headers are trusted (default: $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1)",
+    ),
     no_migrate: bool = typer.Option(False, help="Do not upgrade the schema at start"),
 ) -> None:
-    """Serve the HTTP API (and, on SQLite, the outbox worker in-process)."""
+    """Serve the HTTP API with one or more processes (on SQLite: one, running the outbox
+    worker too)."""
+    import os
+    from importlib.util import find_spec
+
     import uvicorn
 
-    from returnguard.app import create_app
-
     settings = _settings(database_url)
+    sqlite = settings.database_url.startswith("sqlite")
+    processes = workers or (1 if sqlite else _cpu_count())
+    if sqlite and processes > 1:
+        console.print(
+            f"error: --workers {processes} needs PostgreSQL: SQLite takes one writer at a "
+            "time and is served by a single process, which also runs the outbox worker. "
+            "Set RETURNGUARD_DATABASE_URL=postgresql://... to serve with several processes.",
+            markup=False,
+        )
+        raise typer.Exit(2)
     if not no_migrate:
         upgrade(settings.database_url)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # What uvicorn's "auto" would pick, named here so the start-up line tells the truth.
+    loop = "uvloop" if find_spec("uvloop") else "asyncio"
+    http = "httptools" if find_spec("httptools") else "h11"
+    if not settings.run_worker_in_process:
+        outbox = "outbox: run `returnguard worker`"
+    else:
+        outbox = "outbox worker in " + ("this process" if processes == 1 else "each process")
+    plural = "es" if processes != 1 else ""
+    console.print(
+        f"serving http://{host}:{port} with {processes} worker process{plural} "
+        f"({loop} event loop, {http} HTTP parser); {outbox}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    # Each process builds its own app with `create_app()`, whose settings come from the
+    # environment: the database chosen here must reach them that way.
+    os.environ["RETURNGUARD_DATABASE_URL"] = settings.database_url
+    uvicorn.run(
+        "returnguard.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=processes,
+        loop=loop,
+        http=http,
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=forwarded_allow_ips,
+        log_level="info",
+    )
+
+
+def _cpu_count() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's)."""
+    import os
+
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 @app.command()
 def worker(database_url: DatabaseOpt = None, once: bool = False) -> None:
-    """Deliver outbox messages (webhooks) until stopped; many may run on PostgreSQL."""
+    """Deliver outbox messages (webhooks, provider refunds) until stopped; many may run on
+    PostgreSQL."""
+    from returnguard.composition import default_handlers
     from returnguard.outbox.worker import Worker
 
     settings = _settings(database_url)
     db = Database(settings.database_url)
-    w = Worker(db, settings)
-    if once:
-        console.print(f"delivered {w.run_once()} message(s)")
-        return
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    console.print(f"outbox worker {w.worker_id} running; Ctrl-C to stop")
-    w.run_forever(stop)
+    handlers = default_handlers()
+    w = Worker(db, settings, handlers=handlers)
+    try:
+        if once:
+            console.print(f"delivered {w.run_once()} message(s)")
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        console.print(
+            f"outbox worker {w.worker_id} running ({', '.join(handlers.topics)}); Ctrl-C to stop",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        w.run_forever(stop)
+        console.print(
+            f"outbox worker {w.worker_id} stopped after {w.processed} attempt(s)",
+            markup=False,
+            highlight=False,
+        )
+    finally:
+        w.close()
+        db.dispose()
 
 
 @org_app.command("create")
@@ -244,37 +332,117 @@ def refunds_reconcile(
 @events_app.command("verify")
 def events_verify(
     organization: str | None = typer.Option(None, "--org", help="Only this organization"),
+    require_key: bool = typer.Option(
+        False, "--require-key", help="Exit 2 when RETURNGUARD_AUDIT_KEY is not set (for cron)"
+    ),
     database_url: DatabaseOpt = None,
 ) -> None:
-    """Verify every organization's hash chain and name the first broken link."""
+    """Verify every subject chain and every signed checkpoint; name the first broken link.
+
+    Exits 1 when an event was altered, removed or reordered, or a checkpoint does not
+    match (with RETURNGUARD_AUDIT_KEY set, also a chain rewritten with fresh hashes)."""
     from sqlalchemy import select
 
-    from returnguard.audit.service import verify_chain
+    from returnguard.audit.verify import verify_chain
     from returnguard.auth.models import Organization
 
     wanted = _parse_id(organization) if organization else None
     settings = _settings(database_url)
+    key = settings.audit_key_bytes
+    if key is None:
+        if require_key:
+            console.print("error: RETURNGUARD_AUDIT_KEY is not set", markup=False)
+            raise typer.Exit(2)
+        console.print(
+            "warning: RETURNGUARD_AUDIT_KEY is not set: checkpoint signatures are not "
+            "checked, so a chain rewritten with recomputed hashes by someone with database "
+            "access would pass",
+            markup=False,
+            soft_wrap=True,
+        )
     db = Database(settings.database_url)
     broken = False
     try:
-        with db.session() as session:
+        with db.session(read_only=True) as session:
             if wanted is not None and session.get(Organization, wanted) is None:
                 console.print(f"error: organization {wanted} not found", markup=False)
                 raise typer.Exit(2)
             org_ids = (
                 [wanted] if wanted is not None else list(session.scalars(select(Organization.id)))
             )
-            for org_id in org_ids:
-                report = verify_chain(session, org_id)
-                if report.ok:
-                    typer.echo(f"{org_id}: OK ({report.checked} events)")
-                else:
-                    broken = True
-                    typer.echo(f"{org_id}: BROKEN at event #{report.broken_seq}: {report.reason}")
+        for org_id in org_ids:
+            # One snapshot per organization, so writes going on meanwhile cannot look
+            # like gaps; read-only, so SQLite writers do not wait for it.
+            with db.session(read_only=True) as session:
+                if db.dialect == "postgresql":
+                    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+                report = verify_chain(session, org_id, key=key)
+            broken = broken or not report.ok
+            typer.echo(report.summary())
     finally:
         db.dispose()
     if broken:
         raise typer.Exit(1)
+
+
+@events_app.command("checkpoint")
+def events_checkpoint(
+    organization: str | None = typer.Option(None, "--org", help="Only this organization"),
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Seal the head of every event chain changed since the last checkpoint, signed with
+    RETURNGUARD_AUDIT_KEY (from cron, e.g. every 5 minutes; workers do it too).
+
+    Exits 1 when a chain did not verify and was left unsealed."""
+    from returnguard.audit.checkpoints import write_checkpoints
+    from returnguard.auth.models import Organization
+
+    wanted = _parse_id(organization) if organization else None
+    settings = _settings(database_url)
+    key = settings.audit_key_bytes
+    if key is None:
+        console.print(
+            "warning: RETURNGUARD_AUDIT_KEY is not set: checkpoints are written unsigned "
+            "and prove nothing against someone with database access",
+            markup=False,
+            soft_wrap=True,
+        )
+    db = Database(settings.database_url)
+    try:
+        if wanted is not None:
+            with db.session(read_only=True) as session:
+                if session.get(Organization, wanted) is None:
+                    console.print(f"error: organization {wanted} not found", markup=False)
+                    raise typer.Exit(2)
+        run = write_checkpoints(db, key, wanted)
+    finally:
+        db.dispose()
+    for w in run.written:
+        # Keep these lines somewhere the database's users cannot edit (a log host): they
+        # show which checkpoints existed, should someone delete the latest ones.
+        typer.echo(
+            f"{w.organization_id}: checkpoint #{w.number}: {w.subjects} chain head(s) "
+            f"sealed; digest {w.digest}; signature {w.signature or 'none (unsigned)'}"
+        )
+    for org_id in run.busy:
+        typer.echo(f"{org_id}: being sealed by another process right now; skipped")
+    for r in run.refused:
+        typer.echo(
+            f"{r.organization_id}: NOT SEALED {r.subject_type} {r.subject_id}: {r.reason} "
+            "(see `returnguard events verify`)"
+        )
+    if not (run.written or run.busy or run.refused):
+        typer.echo("nothing to seal: no events since the last checkpoints")
+    if run.refused:
+        raise typer.Exit(1)
+
+
+@events_app.command("keygen")
+def events_keygen() -> None:
+    """Print a new random key for RETURNGUARD_AUDIT_KEY (256 bits, URL-safe text)."""
+    import secrets
+
+    typer.echo(secrets.token_urlsafe(32))
 
 
 @fx_app.command("import")
@@ -426,6 +594,8 @@ def report_net_profit(
 ) -> None:
     """True net profit in the organization's base currency: revenue - cost of goods -
     refunds - return costs + recoveries, per order, SKU, channel or month."""
+    import csv
+
     from returnguard.ledger import reports
 
     org_id = _parse_id(organization)
@@ -441,37 +611,89 @@ def report_net_profit(
     settings = _settings(database_url)
     db = Database(settings.database_url)
     try:
-        with db.session() as session:
+        with reports.reading(db) as session:
             try:
                 report = reports.net_profit(session, org_id, group_by, start.date(), end.date())
             except LookupError:
                 console.print(f"error: organization {org_id} not found", markup=False)
                 raise typer.Exit(2) from None
+            # One pass over the rows feeds the terminal and both files as they arrive.
+            with (
+                csv_file.open("w", encoding="utf-8", newline="")
+                if csv_file is not None
+                else _nowhere()
+            ) as csv_out:
+                writer = csv.writer(csv_out, lineterminator="\n") if csv_file else None
+                book = reports.NetProfitXlsx(report.currency) if xlsx_file else None
+                table = _TerminalTable()
+                for line in reports.net_profit_table(report):
+                    if writer is not None:
+                        writer.writerow(reports.csv_cells(line))
+                    if book is not None:
+                        book.append(line)
+                    table.add([v if isinstance(v, str) else format(v, ",f") for v in line])
+                table.close()
+            missing = report.missing_rates()
+            for m in missing:
+                console.print(
+                    f"left out, no {m.currency}->{report.currency} rate on {m.day}: "
+                    f"{m.what} {m.id}",
+                    markup=False,
+                )
+            if book is not None and xlsx_file is not None:
+                with xlsx_file.open("wb") as xlsx_out:
+                    book.save(xlsx_out, missing)
     finally:
         db.dispose()
-    table = [
-        [format(v, ",f") if not isinstance(v, str) else v for v in line]
-        for line in reports.net_profit_table(report)
-    ]
-    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    for line in table:
-        cells = [
-            cell.ljust(w) if i < 2 or i == len(line) - 1 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        typer.echo("  ".join(cells).rstrip())
-    for missing in report.missing_rates:
-        console.print(
-            f"left out, no {missing.currency}->{report.currency} rate on {missing.day}: "
-            f"{missing.what} {missing.id}",
-            markup=False,
-        )
     if csv_file is not None:
-        csv_file.write_text(reports.net_profit_csv(report), encoding="utf-8")
         typer.echo(f"wrote {csv_file}")
     if xlsx_file is not None:
-        xlsx_file.write_bytes(reports.net_profit_xlsx(report))
         typer.echo(f"wrote {xlsx_file}")
+
+
+@contextmanager
+def _nowhere() -> Iterator[io.StringIO]:
+    yield io.StringIO()
+
+
+class _TerminalTable:
+    """Aligned columns for a table that arrives line by line. The first lines (up to
+    ``lookahead``) set the widths; a table no longer than that is aligned throughout,
+    a longer one keeps those widths (a wider cell only pushes its line)."""
+
+    def __init__(self, lookahead: int = 1000) -> None:
+        self._pending: list[list[str]] = []
+        self._widths: list[int] | None = None
+        self._lookahead = lookahead
+
+    def add(self, cells: list[str]) -> None:
+        if self._widths is not None:
+            self._print(cells)
+            return
+        self._pending.append(cells)
+        if len(self._pending) >= self._lookahead:
+            self._flush()
+
+    def close(self) -> None:
+        if self._widths is None:
+            self._flush()
+
+    def _flush(self) -> None:
+        lines, self._pending = self._pending, []
+        if not lines:
+            return
+        self._widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+        for line in lines:
+            self._print(line)
+
+    def _print(self, line: list[str]) -> None:
+        assert self._widths is not None
+        last = len(line) - 1
+        cells = [
+            cell.ljust(w) if i < 2 or i == last else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(line, self._widths, strict=True))
+        ]
+        typer.echo("  ".join(cells).rstrip())
 
 
 @app.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,14 @@ class Settings(BaseSettings):
         description="Where uploaded evidence (photos, videos, documents) is kept",
     )
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    # Signs the event log's checkpoints (HMAC-SHA256). Never stored in the database: kept
+    # by whoever runs the service, it is what makes the log evidence against someone who
+    # can write to the database. Unset (dev, demo): checkpoints are written unsigned.
+    audit_key: SecretStr | None = Field(
+        default=None,
+        description="Key that signs event checkpoints: at least 32 random characters "
+        "(`returnguard events keygen`); unset, checkpoints are unsigned",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -41,6 +49,22 @@ class Settings(BaseSettings):
         if not (value.startswith("sqlite") or value.startswith("postgresql+psycopg://")):
             raise ValueError("database_url must be a sqlite:/// or postgresql:// URL")
         return value
+
+    @field_validator("audit_key")
+    @classmethod
+    def _strong_audit_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value().strip()) < 32:
+            raise ValueError(
+                "audit_key must be at least 32 characters (`returnguard events keygen` makes one)"
+            )
+        return SecretStr(value.get_secret_value().strip())
+
+    @property
+    def audit_key_bytes(self) -> bytes | None:
+        """The checkpoint signing key, or None when the log runs unsigned."""
+        return self.audit_key.get_secret_value().encode() if self.audit_key else None
 
     @property
     def run_worker_in_process(self) -> bool:

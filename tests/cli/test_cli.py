@@ -21,6 +21,7 @@ from returnguard.config import Settings
 from returnguard.demo import COMMENTS
 from returnguard.kit.db import Database
 from returnguard.orders.models import Order
+from tests.audit.attacker import tampering
 
 # Every state the demo reaches; `refunded` cannot be reached through the services yet.
 DEMO_STATES = [
@@ -240,7 +241,8 @@ def test_events_verify_reports_an_intact_chain(db: Database, http: TestClient) -
 
 def test_events_verify_names_the_altered_event(db: Database, http: TestClient) -> None:
     org_id, _ = _org_with_events(db, http)
-    with db.engine.begin() as conn:
+    # Past the append-only trigger, as someone with database access would go.
+    with tampering(db) as conn:
         changed = conn.execute(
             update(Event).where(Event.organization_id == org_id, Event.seq == 2).values(action="x")
         )
@@ -255,7 +257,7 @@ def test_events_verify_names_the_altered_event(db: Database, http: TestClient) -
 
 def test_events_verify_detects_a_deleted_last_event(db: Database, http: TestClient) -> None:
     org_id, count = _org_with_events(db, http)
-    with db.engine.begin() as conn:
+    with tampering(db) as conn:
         conn.execute(delete(Event).where(Event.organization_id == org_id, Event.seq == count))
 
     run = cli(db, "events", "verify", "--org", str(org_id))

@@ -1,57 +1,80 @@
-"""The event log: every change is recorded, append-only and hash-chained per organization.
+"""The event log: every change is recorded, append-only and hash-chained per subject.
 
 Services call ``record()`` while they work; the events are written when the session
-commits, in the same transaction. The chain head (on the organization row) is locked
-last, just before commit, so the lock that serialises an organization's events is held
-for the shortest time and always taken after every other row lock (no deadlocks).
+commits, in the same transaction (the ``before_commit`` hook below). Each event is
+chained to the previous event of its subject (a return, a refund, a buyer …), whose
+head is found from that subject's latest event: nothing every write of an organization
+shares is read or locked, so writers of different subjects never wait for each other.
+Two writers of one subject cannot fork its chain: a unique key on (organization,
+subject, subject_seq) lets one of them in, and the other re-reads the head and retries.
+
+Chain heads are sealed later, outside requests, by signed checkpoints
+(checkpoints.py); ``verify_chain`` (verify.py) checks chains and checkpoints.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import logging
 import uuid
-from collections.abc import Iterator
+import weakref
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
-from enum import Enum
 from typing import Any
 
+from sqlalchemy import ARRAY, BigInteger, and_, cast, column, func, insert, select, tuple_
 from sqlalchemy import event as sa_event
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects.postgresql import array
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, SessionTransaction
 
-from returnguard.audit.models import Event
+from returnguard.audit.chain import (
+    GENESIS,
+    canonical,
+    chain_hash,
+    event_hash,
+    hash_body,
+    jsonable,
+)
+from returnguard.audit.models import (
+    EVENT_SEQUENCE,
+    CheckpointHead,
+    Event,
+    EventCheckpoint,
+    UnsealedHead,
+)
+from returnguard.audit.verify import Break, ChainReport, verify_chain
 from returnguard.auth.actor import Actor
-from returnguard.auth.models import Organization
 from returnguard.kit.db import utcnow
 
-GENESIS = "0" * 64
+__all__ = [
+    "GENESIS",
+    "AppendOnlyViolation",
+    "Break",
+    "ChainReport",
+    "canonical",
+    "chain_hash",
+    "event_hash",
+    "events_for_return",
+    "has_pending_events",
+    "hash_body",
+    "jsonable",
+    "last_status_before",
+    "record",
+    "verify_chain",
+]
+
+log = logging.getLogger("returnguard.audit")
+
 _PENDING_KEY = "returnguard.pending_events"
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON values only, so what is stored is exactly what was hashed."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, Enum):
-        return jsonable(value.value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    raise TypeError(f"cannot record {type(value).__name__} in an event")
-
-
-def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_MARKS_KEY = "returnguard.pending_marks"
+# A writer that loses the race for a subject's next link re-reads the head and tries
+# again (rare on PostgreSQL, where writers of one subject queue on its advisory lock).
+MAX_APPEND_ATTEMPTS = 20
+# Subjects per query when reading chain heads (bounded statements on both databases).
+_CHUNK = 200
 
 
 @dataclass
@@ -100,138 +123,247 @@ def has_pending_events(session: Session) -> bool:
     return bool(session.info.get(_PENDING_KEY))
 
 
-def hash_body(row: Event) -> dict[str, Any]:
-    return {
-        "seq": row.seq,
-        "organization_id": str(row.organization_id),
-        "subject_type": row.subject_type,
-        "subject_id": row.subject_id,
-        "return_id": str(row.return_id) if row.return_id else None,
-        "action": row.action,
-        "actor_type": row.actor_type,
-        "actor_id": row.actor_id,
-        "actor_label": row.actor_label,
-        "before": row.before,
-        "after": row.after,
-        "data": row.data,
-        "occurred_at": row.occurred_at.isoformat(),
-    }
+# --- writing ---------------------------------------------------------------------------
+
+SubjectKey = tuple[uuid.UUID, str, str]  # organization, subject type, subject id
 
 
-def chain_hash(prev_hash: str, body: dict[str, Any]) -> str:
-    return hashlib.sha256((prev_hash + canonical(body)).encode()).hexdigest()
+def _allocate_seqs(session: Session, pending: list[PendingEvent]) -> list[int]:
+    """A fresh listing number for each pending event, increasing in recording order."""
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.scalars(
+            select(func.nextval(EVENT_SEQUENCE)).select_from(func.generate_series(1, len(pending)))
+        )
+        return sorted(int(v) for v in rows)
+    # SQLite: this transaction holds the database's write lock (BEGIN IMMEDIATE), so the
+    # organization's next numbers are ours.
+    last: dict[uuid.UUID, int] = {}
+    seqs = []
+    for p in pending:
+        org = p.organization_id
+        if org not in last:
+            top = session.scalar(
+                select(func.coalesce(func.max(Event.seq), 0)).where(Event.organization_id == org)
+            )
+            last[org] = int(top or 0)
+        last[org] += 1
+        seqs.append(last[org])
+    return seqs
+
+
+def _chunks(keys: list[tuple[str, str]]) -> Iterable[list[tuple[str, str]]]:
+    for i in range(0, len(keys), _CHUNK):
+        yield keys[i : i + _CHUNK]
+
+
+def current_heads(
+    session: Session, organization_id: uuid.UUID, subjects: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, str]]:
+    """The latest (subject_seq, hash) of each subject's chain, as committed now."""
+    heads: dict[tuple[str, str], tuple[int, str]] = {}
+    for chunk in _chunks(sorted(set(subjects))):
+        latest = (
+            select(
+                Event.subject_type,
+                Event.subject_id,
+                func.max(Event.subject_seq).label("top"),
+            )
+            .where(
+                Event.organization_id == organization_id,
+                tuple_(Event.subject_type, Event.subject_id).in_(chunk),
+            )
+            .group_by(Event.subject_type, Event.subject_id)
+            .subquery()
+        )
+        rows = session.execute(
+            select(Event.subject_type, Event.subject_id, Event.subject_seq, Event.hash).join(
+                latest,
+                and_(
+                    Event.organization_id == organization_id,
+                    Event.subject_type == latest.c.subject_type,
+                    Event.subject_id == latest.c.subject_id,
+                    Event.subject_seq == latest.c.top,
+                ),
+            )
+        )
+        for subject_type, subject_id, subject_seq, hash_ in rows:
+            heads[(subject_type, subject_id)] = (subject_seq, hash_)
+    return heads
+
+
+def _subject_lock(key: SubjectKey) -> int:
+    """The 64-bit advisory lock standing for one subject's chain head."""
+    text = f"{key[0]}|{key[1]}|{key[2]}".encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "big", signed=True)
+
+
+def _lock_subjects(session: Session, keys: Iterable[SubjectKey]) -> None:
+    """PostgreSQL: queue behind other writers of the same subjects (only those), in one
+    order, until commit. Without it they would still never fork a chain (the unique key),
+    but a busy subject's writers would keep losing the race and retrying."""
+    locks = sorted({_subject_lock(k) for k in keys})
+    session.execute(
+        select(func.pg_advisory_xact_lock(column("k"))).select_from(
+            func.unnest(cast(array(locks), ARRAY(BigInteger))).alias("k")
+        )
+    )
+
+
+def _append(session: Session, pending: list[PendingEvent]) -> None:
+    """Chain and insert ``pending`` (in recording order) onto their subjects' heads."""
+    seqs = _allocate_seqs(session, pending)
+    by_subject: dict[SubjectKey, list[tuple[int, PendingEvent]]] = defaultdict(list)
+    for seq, p in zip(seqs, pending, strict=True):
+        by_subject[(p.organization_id, p.subject_type, p.subject_id)].append((seq, p))
+    if session.get_bind().dialect.name == "postgresql":
+        _lock_subjects(session, by_subject)
+    heads: dict[SubjectKey, tuple[int, str]] = {}
+    by_org: dict[uuid.UUID, list[tuple[str, str]]] = defaultdict(list)
+    for org_id, subject_type, subject_id in by_subject:
+        by_org[org_id].append((subject_type, subject_id))
+    for org_id, subjects in by_org.items():
+        for (subject_type, subject_id), head in current_heads(session, org_id, subjects).items():
+            heads[(org_id, subject_type, subject_id)] = head
+    events: list[dict[str, Any]] = []
+    claims: list[dict[str, Any]] = []
+    # Subjects in one fixed order: two transactions appending to the same two subjects
+    # wait for each other's links in the same order, never in a cycle.
+    for key in sorted(by_subject, key=lambda k: (str(k[0]), k[1], k[2])):
+        org_id, subject_type, subject_id = key
+        subject_seq, prev = heads.get(key, (0, GENESIS))
+        for seq, p in by_subject[key]:
+            subject_seq += 1
+            row: dict[str, Any] = {
+                "id": uuid.uuid4(),
+                "organization_id": org_id,
+                "seq": seq,
+                "subject_type": subject_type,
+                "subject_id": subject_id,
+                "subject_seq": subject_seq,
+                "return_id": p.return_id,
+                "action": p.action,
+                "actor_type": p.actor.actor_type,
+                "actor_id": p.actor.actor_id,
+                "actor_label": p.actor.label,
+                "before": p.before,
+                "after": p.after,
+                "data": p.data,
+                "occurred_at": p.occurred_at,
+                "prev_hash": prev,
+            }
+            row["hash"] = prev = chain_hash(prev, hash_body(row))
+            events.append(row)
+        claims.append(
+            {
+                "organization_id": org_id,
+                "subject_type": subject_type,
+                "subject_id": subject_id,
+                "subject_seq": subject_seq,
+                "seq": events[-1]["seq"],
+                "hash": prev,
+            }
+        )
+    session.execute(insert(Event), events)
+    session.execute(insert(UnsealedHead), claims)
+
+
+def _lost_race(exc: IntegrityError) -> bool:
+    """A concurrent writer took the link (or, on SQLite, the number) we meant to write."""
+    message = str(exc.orig)
+    return any(
+        name in message
+        for name in (
+            "uq_events_organization_id_subject_type_subject_id_subject_seq",
+            "uq_events_organization_id_seq",
+            "events.subject_seq",
+            "events.seq",
+        )
+    )
 
 
 def _write_pending(session: Session) -> None:
     pending: list[PendingEvent] = session.info.pop(_PENDING_KEY, [])
+    session.info.pop(_MARKS_KEY, None)
     if not pending:
         return
     session.flush()
-    for org_id in sorted({p.organization_id for p in pending}, key=str):
-        org = session.scalar(
-            select(Organization)
-            .where(Organization.id == org_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        if org is None:
-            raise LookupError(f"organization {org_id} vanished while recording events")
-        seq, head = org.event_seq, org.event_head
-        for p in (p for p in pending if p.organization_id == org_id):
-            seq += 1
-            row = Event(
-                organization_id=org_id,
-                seq=seq,
-                subject_type=p.subject_type,
-                subject_id=p.subject_id,
-                return_id=p.return_id,
-                action=p.action,
-                actor_type=p.actor.actor_type,
-                actor_id=p.actor.actor_id,
-                actor_label=p.actor.label,
-                before=p.before,
-                after=p.after,
-                data=p.data,
-                occurred_at=p.occurred_at,
-                prev_hash=head,
-            )
-            row.hash = chain_hash(head, hash_body(row))
-            head = row.hash
-            session.add(row)
-        org.event_seq, org.event_head = seq, head
+    for attempt in range(1, MAX_APPEND_ATTEMPTS + 1):
+        try:
+            with session.begin_nested():
+                _append(session, pending)
+            return
+        except IntegrityError as exc:
+            if attempt == MAX_APPEND_ATTEMPTS or not _lost_race(exc):
+                raise
+            log.info("event chain head taken by a concurrent writer; retry %s", attempt)
 
 
 @sa_event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
+    # Events go in with the outermost commit only, after every other write and lock of
+    # the transaction; releasing a savepoint writes nothing. (`Session.commit()` closes
+    # open savepoints before the outermost transaction's hook runs.)
+    if session.in_nested_transaction():
+        return
     _write_pending(session)
 
 
-@sa_event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_PENDING_KEY, None)
+def _marks(session: Session) -> weakref.WeakKeyDictionary[SessionTransaction, int]:
+    marks = session.info.get(_MARKS_KEY)
+    if marks is None:
+        marks = session.info[_MARKS_KEY] = weakref.WeakKeyDictionary()
+    return marks
 
 
-@dataclass(frozen=True)
-class ChainReport:
-    organization_id: uuid.UUID
-    checked: int
-    ok: bool
-    broken_seq: int | None = None
-    reason: str | None = None
+@sa_event.listens_for(Session, "after_transaction_create")
+def _after_transaction_create(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested:
+        _marks(session)[transaction] = len(session.info.get(_PENDING_KEY, ()))
 
 
-def _iter_events(session: Session, organization_id: uuid.UUID) -> Iterator[Event]:
-    stmt = (
-        select(Event)
-        .where(Event.organization_id == organization_id)
-        .order_by(Event.seq)
-        .execution_options(yield_per=2000)
-    )
-    yield from session.scalars(stmt)
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _after_soft_rollback(session: Session, previous: SessionTransaction) -> None:
+    """A rolled-back savepoint takes the events recorded inside it along; the ones
+    recorded before it stay."""
+    if not previous.nested:
+        return
+    mark = _marks(session).get(previous)
+    pending: list[PendingEvent] | None = session.info.get(_PENDING_KEY)
+    if mark is not None and pending:
+        del pending[mark:]
 
 
-def verify_chain(session: Session, organization_id: uuid.UUID) -> ChainReport:
-    """Walk an organization's events in order; name the first link that does not hold."""
-    org = session.get(Organization, organization_id)
-    if org is None:
-        raise LookupError(f"organization {organization_id} not found")
-    expected_prev, expected_seq, checked = GENESIS, 1, 0
-    for row in _iter_events(session, organization_id):
-        if row.seq != expected_seq:
-            return ChainReport(
-                organization_id,
-                checked,
-                False,
-                expected_seq,
-                f"event #{expected_seq} is missing (next found is #{row.seq})",
-            )
-        if row.prev_hash != expected_prev:
-            return ChainReport(
-                organization_id,
-                checked,
-                False,
-                row.seq,
-                f"event #{row.seq} does not point at the hash of #{row.seq - 1}",
-            )
-        if chain_hash(row.prev_hash, hash_body(row)) != row.hash:
-            return ChainReport(
-                organization_id,
-                checked,
-                False,
-                row.seq,
-                f"event #{row.seq} was altered: its content no longer matches its hash",
-            )
-        expected_prev, expected_seq, checked = row.hash, expected_seq + 1, checked + 1
-    if org.event_seq != checked or org.event_head != expected_prev:
-        return ChainReport(
-            organization_id,
-            checked,
-            False,
-            checked + 1,
-            f"the chain head expects {org.event_seq} event(s) but {checked} "
-            "remain: events after the last one were deleted",
-        )
-    return ChainReport(organization_id, checked, True)
+@sa_event.listens_for(Session, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    # The outermost transaction is over: committed (its events are written) or rolled
+    # back or closed (its events go with it).
+    if transaction.parent is None:
+        session.info.pop(_PENDING_KEY, None)
+        session.info.pop(_MARKS_KEY, None)
+
+
+# --- append-only -----------------------------------------------------------------------
+
+
+class AppendOnlyViolation(RuntimeError):
+    """Code tried to change or delete an event or a checkpoint: a bug, never a user's."""
+
+
+_APPEND_ONLY = (Event, EventCheckpoint, CheckpointHead)
+
+
+@sa_event.listens_for(Session, "before_flush")
+def _refuse_changes(session: Session, _context: Any, _instances: Any) -> None:
+    # On PostgreSQL a trigger refuses UPDATE and DELETE as well (migration 0009).
+    for obj in session.deleted:
+        if isinstance(obj, _APPEND_ONLY):
+            raise AppendOnlyViolation(f"{type(obj).__name__} rows are append-only")
+    for obj in session.dirty:
+        if isinstance(obj, _APPEND_ONLY) and session.is_modified(obj):
+            raise AppendOnlyViolation(f"{type(obj).__name__} rows are append-only")
+
+
+# --- reading ---------------------------------------------------------------------------
 
 
 def events_for_return(

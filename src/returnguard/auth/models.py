@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.expression import false
 
@@ -26,9 +26,8 @@ class Organization(Base):
     name: Mapped[str] = mapped_column(String(200))
     base_currency: Mapped[str] = mapped_column(String(3), default="EUR")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # Head of this organization's hash-chained event log (see audit/service.py).
-    event_seq: Mapped[int] = mapped_column(Integer, default=0)
-    event_head: Mapped[str] = mapped_column(String(64), default="0" * 64)
+    # No event-log head here: every write of the organization would lock this row. The
+    # log is chained per subject and sealed by checkpoints (audit/, migration 0009).
     # Four-eyes for refunds: a grant above this amount (base currency, minor units) or,
     # when set, any override must be sent by a different person with the finance role.
     four_eyes_above_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
