@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 import signal
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -594,8 +591,6 @@ def report_net_profit(
 ) -> None:
     """True net profit in the organization's base currency: revenue - cost of goods -
     refunds - return costs + recoveries, per order, SKU, channel or month."""
-    import csv
-
     from returnguard.ledger import reports
 
     org_id = _parse_id(organization)
@@ -611,89 +606,37 @@ def report_net_profit(
     settings = _settings(database_url)
     db = Database(settings.database_url)
     try:
-        with reports.reading(db) as session:
+        with db.session() as session:
             try:
                 report = reports.net_profit(session, org_id, group_by, start.date(), end.date())
             except LookupError:
                 console.print(f"error: organization {org_id} not found", markup=False)
                 raise typer.Exit(2) from None
-            # One pass over the rows feeds the terminal and both files as they arrive.
-            with (
-                csv_file.open("w", encoding="utf-8", newline="")
-                if csv_file is not None
-                else _nowhere()
-            ) as csv_out:
-                writer = csv.writer(csv_out, lineterminator="\n") if csv_file else None
-                book = reports.NetProfitXlsx(report.currency) if xlsx_file else None
-                table = _TerminalTable()
-                for line in reports.net_profit_table(report):
-                    if writer is not None:
-                        writer.writerow(reports.csv_cells(line))
-                    if book is not None:
-                        book.append(line)
-                    table.add([v if isinstance(v, str) else format(v, ",f") for v in line])
-                table.close()
-            missing = report.missing_rates()
-            for m in missing:
-                console.print(
-                    f"left out, no {m.currency}->{report.currency} rate on {m.day}: "
-                    f"{m.what} {m.id}",
-                    markup=False,
-                )
-            if book is not None and xlsx_file is not None:
-                with xlsx_file.open("wb") as xlsx_out:
-                    book.save(xlsx_out, missing)
     finally:
         db.dispose()
-    if csv_file is not None:
-        typer.echo(f"wrote {csv_file}")
-    if xlsx_file is not None:
-        typer.echo(f"wrote {xlsx_file}")
-
-
-@contextmanager
-def _nowhere() -> Iterator[io.StringIO]:
-    yield io.StringIO()
-
-
-class _TerminalTable:
-    """Aligned columns for a table that arrives line by line. The first lines (up to
-    ``lookahead``) set the widths; a table no longer than that is aligned throughout,
-    a longer one keeps those widths (a wider cell only pushes its line)."""
-
-    def __init__(self, lookahead: int = 1000) -> None:
-        self._pending: list[list[str]] = []
-        self._widths: list[int] | None = None
-        self._lookahead = lookahead
-
-    def add(self, cells: list[str]) -> None:
-        if self._widths is not None:
-            self._print(cells)
-            return
-        self._pending.append(cells)
-        if len(self._pending) >= self._lookahead:
-            self._flush()
-
-    def close(self) -> None:
-        if self._widths is None:
-            self._flush()
-
-    def _flush(self) -> None:
-        lines, self._pending = self._pending, []
-        if not lines:
-            return
-        self._widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-        for line in lines:
-            self._print(line)
-
-    def _print(self, line: list[str]) -> None:
-        assert self._widths is not None
-        last = len(line) - 1
+    table = [
+        [format(v, ",f") if not isinstance(v, str) else v for v in line]
+        for line in reports.net_profit_table(report)
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
         cells = [
-            cell.ljust(w) if i < 2 or i == last else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(line, self._widths, strict=True))
+            cell.ljust(w) if i < 2 or i == len(line) - 1 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
         ]
         typer.echo("  ".join(cells).rstrip())
+    for missing in report.missing_rates:
+        console.print(
+            f"left out, no {missing.currency}->{report.currency} rate on {missing.day}: "
+            f"{missing.what} {missing.id}",
+            markup=False,
+        )
+    if csv_file is not None:
+        csv_file.write_text(reports.net_profit_csv(report), encoding="utf-8")
+        typer.echo(f"wrote {csv_file}")
+    if xlsx_file is not None:
+        xlsx_file.write_bytes(reports.net_profit_xlsx(report))
+        typer.echo(f"wrote {xlsx_file}")
 
 
 @app.command()
