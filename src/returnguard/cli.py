@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -224,26 +227,35 @@ def import_orders(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
     organization: str = typer.Option(..., "--org", help="Organization id"),
     errors_csv: Path | None = typer.Option(None, "--errors", help="Write rejected rows here"),
+    chunk_size: int = typer.Option(
+        2_000, "--chunk-size", min=1, help="Orders written per transaction"
+    ),
     database_url: DatabaseOpt = None,
 ) -> None:
     """Import orders from a CSV file (one row per order line); bad rows are reported."""
     from rich.text import Text
 
     from returnguard.errors import ReturnGuardError
-    from returnguard.orders.importer import import_orders_csv
+    from returnguard.orders.importer import ImportInterrupted, import_orders_csv
 
-    def fail(message: str) -> typer.Exit:
+    def error(message: str) -> None:
         # Text, not markup: the message can quote the file's own header cells.
         console.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
-        return typer.Exit(2)
 
     organization_id = _parse_id(organization)
     settings = _settings(database_url)
     db = Database(settings.database_url)
+    interrupted: ImportInterrupted | None = None
     try:
-        report = import_orders_csv(db, organization_id, file, console=console)
+        report = import_orders_csv(
+            db, organization_id, file, console=console, chunk_size=chunk_size
+        )
+    except ImportInterrupted as exc:
+        # What was imported before the database failed stays imported: say what it was.
+        interrupted, report = exc, exc.report
     except ReturnGuardError as exc:
-        raise fail(exc.detail) from None
+        error(exc.detail)
+        raise typer.Exit(2) from None
     finally:
         db.dispose()
     for problem in report.problems:
@@ -257,6 +269,9 @@ def import_orders(
     if errors_csv is not None:
         report.write_errors_csv(errors_csv)
     typer.echo(report.summary())
+    if interrupted is not None:
+        error(interrupted.detail)
+        raise typer.Exit(3)
     if report.rows_rejected:
         raise typer.Exit(1)
 
@@ -591,6 +606,8 @@ def report_net_profit(
 ) -> None:
     """True net profit in the organization's base currency: revenue - cost of goods -
     refunds - return costs + recoveries, per order, SKU, channel or month."""
+    import csv
+
     from returnguard.ledger import reports
 
     org_id = _parse_id(organization)
@@ -606,37 +623,89 @@ def report_net_profit(
     settings = _settings(database_url)
     db = Database(settings.database_url)
     try:
-        with db.session() as session:
+        with reports.reading(db) as session:
             try:
                 report = reports.net_profit(session, org_id, group_by, start.date(), end.date())
             except LookupError:
                 console.print(f"error: organization {org_id} not found", markup=False)
                 raise typer.Exit(2) from None
+            # One pass over the rows feeds the terminal and both files as they arrive.
+            with (
+                csv_file.open("w", encoding="utf-8", newline="")
+                if csv_file is not None
+                else _nowhere()
+            ) as csv_out:
+                writer = csv.writer(csv_out, lineterminator="\n") if csv_file else None
+                book = reports.NetProfitXlsx(report.currency) if xlsx_file else None
+                table = _TerminalTable()
+                for line in reports.net_profit_table(report):
+                    if writer is not None:
+                        writer.writerow(reports.csv_cells(line))
+                    if book is not None:
+                        book.append(line)
+                    table.add([v if isinstance(v, str) else format(v, ",f") for v in line])
+                table.close()
+            missing = report.missing_rates()
+            for m in missing:
+                console.print(
+                    f"left out, no {m.currency}->{report.currency} rate on {m.day}: "
+                    f"{m.what} {m.id}",
+                    markup=False,
+                )
+            if book is not None and xlsx_file is not None:
+                with xlsx_file.open("wb") as xlsx_out:
+                    book.save(xlsx_out, missing)
     finally:
         db.dispose()
-    table = [
-        [format(v, ",f") if not isinstance(v, str) else v for v in line]
-        for line in reports.net_profit_table(report)
-    ]
-    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    for line in table:
-        cells = [
-            cell.ljust(w) if i < 2 or i == len(line) - 1 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        typer.echo("  ".join(cells).rstrip())
-    for missing in report.missing_rates:
-        console.print(
-            f"left out, no {missing.currency}->{report.currency} rate on {missing.day}: "
-            f"{missing.what} {missing.id}",
-            markup=False,
-        )
     if csv_file is not None:
-        csv_file.write_text(reports.net_profit_csv(report), encoding="utf-8")
         typer.echo(f"wrote {csv_file}")
     if xlsx_file is not None:
-        xlsx_file.write_bytes(reports.net_profit_xlsx(report))
         typer.echo(f"wrote {xlsx_file}")
+
+
+@contextmanager
+def _nowhere() -> Iterator[io.StringIO]:
+    yield io.StringIO()
+
+
+class _TerminalTable:
+    """Aligned columns for a table that arrives line by line. The first lines (up to
+    ``lookahead``) set the widths; a table no longer than that is aligned throughout,
+    a longer one keeps those widths (a wider cell only pushes its line)."""
+
+    def __init__(self, lookahead: int = 1000) -> None:
+        self._pending: list[list[str]] = []
+        self._widths: list[int] | None = None
+        self._lookahead = lookahead
+
+    def add(self, cells: list[str]) -> None:
+        if self._widths is not None:
+            self._print(cells)
+            return
+        self._pending.append(cells)
+        if len(self._pending) >= self._lookahead:
+            self._flush()
+
+    def close(self) -> None:
+        if self._widths is None:
+            self._flush()
+
+    def _flush(self) -> None:
+        lines, self._pending = self._pending, []
+        if not lines:
+            return
+        self._widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+        for line in lines:
+            self._print(line)
+
+    def _print(self, line: list[str]) -> None:
+        assert self._widths is not None
+        last = len(line) - 1
+        cells = [
+            cell.ljust(w) if i < 2 or i == last else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(line, self._widths, strict=True))
+        ]
+        typer.echo("  ".join(cells).rstrip())
 
 
 @app.command()

@@ -23,10 +23,10 @@ an alternative), none beyond the passed ones for a watchlisted buyer, a high-val
 return or where the policy asks for an inspection (override or not), none beyond what
 the accepted alternative allows (without an override), never more than is left of
 what was captured, the amount split per unit cumulatively (outbound shipping too,
-where EU withdrawal refunds it). A freed refund puts a refunded return back where it
-was; a return with unsettled refunds is not closed; ``allowed_actions`` lists what the
-model says would be accepted. After every step it reads the tables directly and checks
-the invariants, whatever the API said. Runs on SQLite and on PostgreSQL.
+where EU withdrawal or a fault refunds it). A freed refund puts a refunded return back
+where it was; a return with unsettled refunds is not closed; ``allowed_actions`` lists
+what the model says would be accepted. After every step it reads the tables directly
+and checks the invariants, whatever the API said. Runs on SQLite and on PostgreSQL.
 
 Returns are opened with ``decide: false``, so only the hand decisions move them; the
 default policy's terms are stored with each one. The channels cost 6 (label) + 2
@@ -317,8 +317,8 @@ class Terms:
     """The policy's terms the refund guard reads, stored with a return's decision."""
 
     inspection: bool  # some line is inspected before any refund
-    returnless: bool  # every line may be refunded without the goods
-    outbound_shipping: bool  # the refund includes the outbound shipping (EU withdrawal)
+    returnless: bool  # the policy's outcome for every line is a returnless refund
+    outbound_shipping: bool  # the refund includes the outbound shipping (withdrawal, fault)
     restocking_fee: bool  # an opened item may be charged the restocking fee
 
 

@@ -1,17 +1,22 @@
 from __future__ import annotations
 
+import json
+import tempfile
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 
 from returnguard.auth.permissions import Permission
 from returnguard.auth.service import Actor
 from returnguard.domain.ledger import RATE_PLACES, EntryKind, Figures
 from returnguard.errors import InvalidInput
-from returnguard.kit.deps import Reader, SessionDep, require
+from returnguard.kit.db import Database
+from returnguard.kit.deps import Reader, SessionDep, get_database, require
 from returnguard.kit.pagination import decode_cursor, encode_cursor
 from returnguard.kit.problem import problem_responses
 from returnguard.kit.schemas import MoneyOut
@@ -20,16 +25,13 @@ from returnguard.ledger import repository as repo
 from returnguard.ledger.models import LedgerEntry
 from returnguard.ledger.schemas import (
     AtRiskBucket,
-    AtRiskItem,
     EntryIn,
     EntryOut,
     EntryPage,
-    FiguresOut,
     MissingCost,
     MissingRate,
     MoneyAtRiskOut,
     NetProfitOut,
-    NetProfitRow,
     ReserveOut,
     ReserveRow,
     ReverseIn,
@@ -135,18 +137,28 @@ def reverse(
     return entry_out(service.reverse(session, actor, entry_id, body.reason))
 
 
-def _figures(f: Figures, currency: str) -> dict[str, MoneyOut]:
+# --- reports ---------------------------------------------------------------------------
+#
+# Reports run in a read-only unit of work of their own (one snapshot for all their
+# statements) and are streamed: rows leave the database, become JSON, CSV or XLSX and go
+# out in chunks of about 64 KB, so a report over millions of orders never sits in memory.
+# The response models document the JSON; the streamed bytes are exactly that shape.
+
+_CHUNK = 64 * 1024
+
+
+def _money(minor: int, currency: str) -> dict[str, str]:
+    return MoneyOut.from_minor(minor, currency).model_dump()
+
+
+def _figures(f: Figures, currency: str) -> dict[str, dict[str, str]]:
     return {
-        "revenue": MoneyOut.from_minor(f.revenue, currency),
-        "cost_of_goods": MoneyOut.from_minor(f.cost_of_goods, currency),
-        "refunds": MoneyOut.from_minor(f.refunds, currency),
-        "return_costs": MoneyOut.from_minor(f.return_costs, currency),
-        "recoveries": MoneyOut.from_minor(f.recoveries, currency),
-        "net": MoneyOut.from_minor(f.net, currency),
+        name: _money(value, currency)
+        for name, value in zip(reports.FIGURE_COLUMNS, reports.figure_values(f), strict=True)
     }
 
 
-def _missing(items: list[reports.MissingRate]) -> list[MissingRate]:
+def _missing_rates(items: Iterable[reports.MissingRate]) -> list[MissingRate]:
     return [
         MissingRate(
             what=m.what,
@@ -159,20 +171,89 @@ def _missing(items: list[reports.MissingRate]) -> list[MissingRate]:
     ]
 
 
-def net_profit_out(report: reports.NetProfitReport) -> NetProfitOut:
-    return NetProfitOut(
-        group_by=report.group_by.value,
-        from_=report.first,
-        to=report.last,
-        currency=report.currency,
-        rows=[
-            NetProfitRow(key=r.key, label=r.label, **_figures(r.figures, report.currency))
-            for r in report.rows
-        ],
-        total=FiguresOut(**_figures(report.total, report.currency)),
-        missing_rates=_missing(report.missing_rates),
-        missing_costs=[MissingCost(sku=s, units=u) for s, u in report.missing_costs.items()],
-    )
+def _missing(items: Iterable[reports.MissingRate]) -> list[dict[str, Any]]:
+    return [m.model_dump(mode="json") for m in _missing_rates(items)]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _chunked(parts: Iterable[str]) -> Iterator[bytes]:
+    buffer: list[str] = []
+    size = 0
+    for part in parts:
+        buffer.append(part)
+        size += len(part)
+        if size >= _CHUNK:
+            yield "".join(buffer).encode()
+            buffer, size = [], 0
+    if buffer:
+        yield "".join(buffer).encode()
+
+
+def _json_object(
+    head: dict[str, Any],
+    streamed: str,
+    items: Iterable[Any],
+    tail: Callable[[], dict[str, Any]],
+) -> Iterator[str]:
+    """``{**head, streamed: [items…], **tail()}`` as JSON text, the list written as it comes
+    and ``tail`` asked for after it (totals known only at the end)."""
+    yield _dumps(head)[:-1] + f',"{streamed}":['
+    for i, item in enumerate(items):
+        yield ("," if i else "") + _dumps(item)
+    yield "]," + _dumps(tail())[1:]
+
+
+def _net_profit_json(report: reports.NetProfitReport) -> Iterator[str]:
+    currency = report.currency
+    total = Figures()
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for row in report.rows():
+            total.add(row.figures)
+            yield {**_figures(row.figures, currency), "key": row.key, "label": row.label}
+
+    def tail() -> dict[str, Any]:
+        return {
+            "total": _figures(total, currency),
+            "missing_rates": _missing(report.missing_rates()),
+            "missing_costs": [
+                MissingCost(sku=s, units=u).model_dump() for s, u in report.missing_costs().items()
+            ],
+        }
+
+    head = {
+        "group_by": report.group_by.value,
+        "from": report.first.isoformat(),
+        "to": report.last.isoformat(),
+        "currency": currency,
+    }
+    yield from _json_object(head, "rows", rows(), tail)
+
+
+def _stream_net_profit(
+    db: Database,
+    organization_id: uuid.UUID,
+    group_by: reports.GroupBy,
+    first: date,
+    last: date,
+    format: str,
+) -> Iterator[bytes]:
+    with reports.reading(db) as session:
+        report = reports.net_profit(session, organization_id, group_by, first, last)
+        if format == "csv":
+            yield from _chunked(reports.net_profit_csv(report))
+        elif format == "xlsx":
+            # The workbook is a zip written at the end: its sheets go to disk meanwhile.
+            with tempfile.SpooledTemporaryFile(max_size=8 * _CHUNK) as out:
+                reports.write_net_profit_xlsx(report, out)
+                out.seek(0)
+                while chunk := out.read(_CHUNK):
+                    yield chunk
+        else:
+            yield from _chunked(_net_profit_json(report))
 
 
 @router.get(
@@ -187,38 +268,40 @@ def net_profit_out(report: reports.NetProfitReport) -> NetProfitOut:
     },
 )
 def net_profit(
-    session: SessionDep,
+    request: Request,
     actor: Reader,
     first: FromDay,
     last: ToDay,
     group_by: reports.GroupBy = reports.GroupBy.ORDER,
     format: Literal["json", "csv", "xlsx"] = "json",
-) -> NetProfitOut | Response:
+) -> Response:
     """True net profit per order, SKU, channel or month, in the organization's base
     currency: revenue - cost of goods - refunds - return costs + recoveries."""
     _check_range(first, last)
     if last - first > timedelta(days=MAX_REPORT_DAYS):
         raise InvalidInput.field("to", f"a report covers at most {MAX_REPORT_DAYS} days")
-    report = reports.net_profit(session, actor.organization_id, group_by, first, last)
+    body = _stream_net_profit(
+        get_database(request), actor.organization_id, group_by, first, last, format
+    )
     name = f"net-profit-{group_by.value}-{first}-{last}"
     if format == "csv":
-        return Response(
-            reports.net_profit_csv(report),
+        return StreamingResponse(
+            body,
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
         )
     if format == "xlsx":
-        return Response(
-            reports.net_profit_xlsx(report),
+        return StreamingResponse(
+            body,
             media_type=XLSX,
             headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
         )
-    return net_profit_out(report)
+    return StreamingResponse(body, media_type="application/json")
 
 
 @router.get("/reports/reserve", response_model=ReserveOut, responses=problem_responses(401, 422))
 def reserve(
-    session: SessionDep,
+    request: Request,
     actor: Reader,
     lookback_days: Annotated[int, Query(ge=1, le=3650)] = 180,
     hold_days: Annotated[int, Query(ge=1, le=3650)] = 30,
@@ -229,9 +312,14 @@ def reserve(
     if hold_days > lookback_days:
         raise InvalidInput.field("hold_days", "must not be longer than lookback_days")
     day = as_of or service.today()
-    report = reports.reserve(
-        session, actor.organization_id, as_of=day, lookback_days=lookback_days, hold_days=hold_days
-    )
+    with reports.reading(get_database(request)) as session:
+        report = reports.reserve(
+            session,
+            actor.organization_id,
+            as_of=day,
+            lookback_days=lookback_days,
+            hold_days=hold_days,
+        )
     currency = report.currency
     return ReserveOut(
         as_of=day,
@@ -254,7 +342,7 @@ def reserve(
             for r in report.rows
         ],
         total_reserve=MoneyOut.from_minor(report.total_reserve, currency),
-        missing_rates=_missing(report.missing_rates),
+        missing_rates=_missing_rates(report.missing_rates),
     )
 
 
@@ -262,46 +350,60 @@ def _rate(value: Decimal) -> str:
     return format(value.quantize(RATE_PLACES), "f")
 
 
-@router.get(
-    "/reports/money-at-risk", response_model=MoneyAtRiskOut, responses=problem_responses(401, 422)
-)
-def money_at_risk(session: SessionDep, actor: Reader, as_of: AsOf = None) -> MoneyAtRiskOut:
-    """Refunds already paid whose goods are not received yet (or received but not
-    inspected), by days since the refund was paid, in the base currency."""
-    day = as_of or service.today()
-    report = reports.money_at_risk(session, actor.organization_id, as_of=day)
+def _money_at_risk_json(report: reports.MoneyAtRiskReport) -> Iterator[str]:
     currency = report.currency
-    return MoneyAtRiskOut(
-        as_of=day,
-        currency=currency,
-        buckets=[
+    head = {
+        "as_of": report.as_of.isoformat(),
+        "currency": currency,
+        "buckets": [
             AtRiskBucket(
                 age=b.age,
-                refunds=len(b.refunds),
+                refunds=b.refunds,
                 not_received_units=b.not_received_units,
                 not_received=MoneyOut.from_minor(b.not_received, currency),
                 not_inspected_units=b.not_inspected_units,
                 not_inspected=MoneyOut.from_minor(b.not_inspected, currency),
-            )
+            ).model_dump(mode="json")
             for b in report.buckets
         ],
-        total_not_received=MoneyOut.from_minor(report.total_not_received, currency),
-        total_not_inspected=MoneyOut.from_minor(report.total_not_inspected, currency),
-        items=[
-            AtRiskItem(
-                refund_id=i.refund_id,
-                return_id=i.return_id,
-                return_line_id=i.return_line_id,
-                sku=i.sku,
-                settled_on=i.settled_on,
-                age_days=i.age_days,
-                age=i.age,
-                not_received_units=i.exposure.not_received_units,
-                not_received=MoneyOut.from_minor(i.exposure.not_received, i.currency),
-                not_inspected_units=i.exposure.not_inspected_units,
-                not_inspected=MoneyOut.from_minor(i.exposure.not_inspected, i.currency),
-            )
-            for i in report.items
-        ],
-        missing_rates=_missing(report.missing_rates),
+        "total_not_received": _money(report.total_not_received, currency),
+        "total_not_inspected": _money(report.total_not_inspected, currency),
+    }
+    items = (
+        {
+            "refund_id": str(i.refund_id),
+            "return_id": str(i.return_id),
+            "return_line_id": str(i.return_line_id),
+            "sku": i.sku,
+            "settled_on": i.settled_on.isoformat(),
+            "age_days": i.age_days,
+            "age": i.age,
+            "not_received_units": i.exposure.not_received_units,
+            "not_received": _money(i.exposure.not_received, i.currency),
+            "not_inspected_units": i.exposure.not_inspected_units,
+            "not_inspected": _money(i.exposure.not_inspected, i.currency),
+        }
+        for i in report.items()
+    )
+    yield from _json_object(
+        head, "items", items, lambda: {"missing_rates": _missing(report.missing_rates())}
+    )
+
+
+def _stream_money_at_risk(db: Database, organization_id: uuid.UUID, day: date) -> Iterator[bytes]:
+    with reports.reading(db) as session:
+        report = reports.money_at_risk(session, organization_id, as_of=day)
+        yield from _chunked(_money_at_risk_json(report))
+
+
+@router.get(
+    "/reports/money-at-risk", response_model=MoneyAtRiskOut, responses=problem_responses(401, 422)
+)
+def money_at_risk(request: Request, actor: Reader, as_of: AsOf = None) -> Response:
+    """Refunds already paid whose goods are not received yet (or received but not
+    inspected), by days since the refund was paid, in the base currency."""
+    day = as_of or service.today()
+    return StreamingResponse(
+        _stream_money_at_risk(get_database(request), actor.organization_id, day),
+        media_type="application/json",
     )

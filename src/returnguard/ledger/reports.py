@@ -17,35 +17,34 @@ Net profit, per order, SKU, channel or month, for the days ``first``..``last``:
 - net = revenue - cost of goods - refunds - return costs + recoveries.
 
 Each figure is filtered by its own date, so every grouping adds up to the same total.
+
+The database does the work (``repository.ReportQueries``): it converts, splits, groups and
+sums, and the rows are streamed out of it, so a report over millions of orders holds one
+row at a time here. Exports (CSV, XLSX) are written as the rows arrive.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import uuid
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import IO, Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from returnguard.auth.models import Organization
 from returnguard.domain import ledger as rules
-from returnguard.domain.ledger import EntryKind, Figures
-from returnguard.domain.refunds import allocate
-from returnguard.domain.returns import ReturnStatus
-from returnguard.fx import service as fx
+from returnguard.domain.ledger import Figures
+from returnguard.kit.db import Database
 from returnguard.kit.money import Money, minor_digits
 from returnguard.ledger import repository as repo
-from returnguard.ledger.models import LedgerEntry
-from returnguard.orders.models import Channel, Order, OrderLine, Product
-from returnguard.refunds.models import SUCCEEDED, Refund
-from returnguard.returns.models import Return, ReturnLine
 
 
 class GroupBy(StrEnum):
@@ -64,32 +63,6 @@ class MissingRate:
     amount_minor: int
 
 
-class Converter:
-    """Amounts into the base currency at their day's rate, remembering what it could not."""
-
-    def __init__(self, session: Session, organization_id: uuid.UUID, base: str) -> None:
-        self.session = session
-        self.organization_id = organization_id
-        self.base = base
-        self.missing: list[MissingRate] = []
-        self._rates: dict[tuple[str, date], Decimal | None] = {}
-
-    def rate(self, currency: str, day: date) -> Decimal | None:
-        key = (currency, day)
-        if key not in self._rates:
-            self._rates[key] = fx.rate(self.session, self.organization_id, currency, self.base, day)
-        return self._rates[key]
-
-    def __call__(
-        self, amount_minor: int, currency: str, day: date, *, what: str, ref: object
-    ) -> int | None:
-        rate = self.rate(currency, day)
-        if rate is None:
-            self.missing.append(MissingRate(what, str(ref), currency, day, amount_minor))
-            return None
-        return rules.convert(amount_minor, rate, currency, self.base)
-
-
 def base_currency(session: Session, organization_id: uuid.UUID) -> str:
     org = session.get(Organization, organization_id)
     if org is None:
@@ -97,17 +70,28 @@ def base_currency(session: Session, organization_id: uuid.UUID) -> str:
     return org.base_currency
 
 
+@contextmanager
+def reading(db: Database) -> Iterator[Session]:
+    """A read-only unit of work for a report: all its statements see one snapshot, so the
+    rows, the total and the lists of what is missing agree with each other."""
+    with db.session(read_only=True) as session:
+        if db.dialect == "postgresql":
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        yield session
+
+
 def _start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-def _line_value(line: OrderLine) -> int:
-    return max(line.unit_price_minor * line.quantity + line.tax_minor - line.discount_minor, 0)
+def _int(value: Any) -> int:
+    # PostgreSQL sums come back as Decimal (numeric); they are whole numbers.
+    return int(value or 0)
 
 
-def _products(session: Session, organization_id: uuid.UUID) -> dict[uuid.UUID, Product]:
-    rows = session.scalars(select(Product).where(Product.organization_id == organization_id))
-    return {p.id: p for p in rows}
+def _missing(rows: Any) -> Iterator[MissingRate]:
+    for what, ref, currency, day, amount in rows:
+        yield MissingRate(str(what), str(ref), currency, day, int(amount))
 
 
 # --- net profit ---------------------------------------------------------------------------
@@ -121,7 +105,9 @@ class NetProfitRow:
 
 
 @dataclass
-class NetProfitReport:
+class NetProfitResult:
+    """A whole net-profit report in memory (for small reports and tests)."""
+
     group_by: GroupBy
     first: date
     last: date
@@ -132,180 +118,102 @@ class NetProfitReport:
     missing_costs: dict[str, int]
 
 
-class _Groups:
-    """The rows of a report being built, and how an order or an entry finds its row(s)."""
+@dataclass
+class _Seen:
+    """What the last complete pass over the rows counted besides them."""
 
-    def __init__(self, session: Session, organization_id: uuid.UUID, group_by: GroupBy) -> None:
-        self.session = session
+    missing_rates: int
+    missing_units: int
+    missing_costs: dict[str, int]
+
+
+class NetProfitReport:
+    """Net profit per group, computed by the database.
+
+    :meth:`rows` streams the groups in order (each call is one pass over the data);
+    :meth:`missing_rates` and :meth:`missing_costs` list what was left out, and after a
+    complete pass over the rows cost nothing when nothing was.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        organization_id: uuid.UUID,
+        group_by: GroupBy,
+        first: date,
+        last: date,
+    ) -> None:
+        if first > last:
+            raise ValueError("the first day is after the last")
         self.group_by = group_by
-        self.rows: dict[str, NetProfitRow] = {}
-        self.channels = {
-            c.id: c
-            for c in session.scalars(
-                select(Channel).where(Channel.organization_id == organization_id)
-            )
-        }
-        self.orders: dict[uuid.UUID, Order] = {}
-        self.returns: dict[uuid.UUID, Return] = {}
+        self.first = first
+        self.last = last
+        self.currency = base_currency(session, organization_id)
+        self._queries = repo.ReportQueries(session, organization_id, self.currency)
+        self._seen: _Seen | None = None
 
-    def row(self, key: str, label: str) -> Figures:
-        if key not in self.rows:
-            self.rows[key] = NetProfitRow(key, label)
-        return self.rows[key].figures
+    def rows(self) -> Iterator[NetProfitRow]:
+        """The groups: by order sorted by the order's external id, otherwise by key."""
+        q = self._queries
+        missing_rates = missing_units = 0
+        costs: dict[str, int] = {}
+        result = q.execute(q.net_profit(self.group_by.value, self.first, self.last), stream=True)
+        for key, label, *figures, units, rates in result:
+            missing_rates += _int(rates)
+            missing_units += _int(units)
+            if key is None:
+                continue  # what could not be converted: counted, listed by missing_rates()
+            key = str(key)
+            if self.group_by is GroupBy.SKU and units:
+                costs[key] = _int(units)
+            if self.group_by is GroupBy.MONTH:
+                label = date.fromisoformat(f"{key}-01").strftime("%B %Y")
+            yield NetProfitRow(key, label or "", Figures(*(_int(v) for v in figures)))
+        self._seen = _Seen(missing_rates, missing_units, costs)
 
-    def single(self, order: Order, channel_id: uuid.UUID, day: date) -> Figures:
-        """The one row of an order's or entry's figures when not grouped by SKU."""
-        if self.group_by is GroupBy.ORDER:
-            return self.row(str(order.id), order.external_id)
-        if self.group_by is GroupBy.CHANNEL:
-            channel = self.channels.get(channel_id)
-            return (
-                self.row(channel.code, channel.name) if channel else self.row(str(channel_id), "")
-            )
-        return self.row(day.strftime("%Y-%m"), day.strftime("%B %Y"))
+    def missing_rates(self) -> list[MissingRate]:
+        """Orders, product costs and entries left out for lack of a rate, in the order of
+        the orders (then their lines) and then of the entries."""
+        if self._seen is not None and self._seen.missing_rates == 0:
+            return []
+        q = self._queries
+        found: list[MissingRate] = []
+        for stmt in q.net_profit_missing_rates(self.first, self.last):
+            found.extend(_missing(q.execute(stmt, stream=True)))
+        return found
 
-    def load(self, entries: list[LedgerEntry]) -> None:
-        """Fetch the orders (and for SKU grouping the returns) the entries belong to."""
-        order_ids = {e.order_id for e in entries} - set(self.orders)
-        if order_ids:
-            stmt = select(Order).where(Order.id.in_(order_ids)).options(selectinload(Order.lines))
-            self.orders.update((o.id, o) for o in self.session.scalars(stmt))
-        if self.group_by is GroupBy.SKU:
-            self.returns.update(
-                _returns_with_lines(
-                    self.session,
-                    {e.return_id for e in entries if e.return_id is not None and e.sku is None},
-                )
-            )
+    def missing_costs(self) -> dict[str, int]:
+        """Units sold without a unit cost, per SKU (their cost of goods counts as zero)."""
+        if self._seen is not None and self._seen.missing_units == 0:
+            return {}
+        if self._seen is not None and self.group_by is GroupBy.SKU:
+            return dict(sorted(self._seen.missing_costs.items()))
+        q = self._queries
+        rows = q.execute(q.net_profit_missing_costs(self.first, self.last))
+        return {sku: _int(units) for sku, units in rows}
 
-    def sku_shares(self, entry: LedgerEntry, amount: int) -> list[tuple[str, str, int]]:
-        """(sku, title, part) of an entry already converted to the base currency."""
-        order = self.orders[entry.order_id]
-        titles = {ln.sku: ln.title for ln in order.lines}
-        if entry.sku is not None:
-            return [(entry.sku, titles.get(entry.sku, ""), amount)]
-        by_id = {ln.id: ln for ln in order.lines}
-        ret = self.returns.get(entry.return_id) if entry.return_id else None
-        if ret is not None:
-            weighted = [
-                (by_id[rl.order_line_id].sku, by_id[rl.order_line_id].unit_price_minor * units)
-                for rl in ret.lines
-                if rl.order_line_id in by_id
-                for units in [rl.approved or rl.requested]
-            ]
-        else:
-            weighted = [(ln.sku, _line_value(ln)) for ln in order.lines]
-        merged: dict[str, int] = defaultdict(int)
-        for sku, part in sku_split(amount, weighted):
-            merged[sku] += part
-        return [(sku, titles.get(sku, ""), part) for sku, part in merged.items()]
-
-
-def sku_split(amount: int, weighted: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """Share a signed ``amount`` among (sku, weight) pairs in proportion to the weights."""
-    if not weighted:
-        return [("", amount)]
-    parts = rules.split_signed(amount, [w for _, w in weighted])
-    return [(sku, part) for (sku, _), part in zip(weighted, parts, strict=True)]
-
-
-def _returns_with_lines(
-    session: Session, return_ids: Iterable[uuid.UUID]
-) -> dict[uuid.UUID, Return]:
-    ids = list(return_ids)
-    if not ids:
-        return {}
-    stmt = select(Return).where(Return.id.in_(ids)).options(selectinload(Return.lines))
-    return {r.id: r for r in session.scalars(stmt)}
+    def collect(self) -> NetProfitResult:
+        rows = list(self.rows())
+        total = Figures()
+        for row in rows:
+            total.add(row.figures)
+        return NetProfitResult(
+            self.group_by,
+            self.first,
+            self.last,
+            self.currency,
+            rows,
+            total,
+            self.missing_rates(),
+            self.missing_costs(),
+        )
 
 
 def net_profit(
     session: Session, organization_id: uuid.UUID, group_by: GroupBy, first: date, last: date
 ) -> NetProfitReport:
     """Revenue, cost of goods, refunds, return costs, recoveries and net per group."""
-    if first > last:
-        raise ValueError("the first day is after the last")
-    base = base_currency(session, organization_id)
-    convert = Converter(session, organization_id, base)
-    products = _products(session, organization_id)
-    groups = _Groups(session, organization_id, group_by)
-    missing_costs: dict[str, int] = defaultdict(int)
-
-    orders = session.scalars(
-        select(Order)
-        .where(
-            Order.organization_id == organization_id,
-            Order.ordered_at >= _start(first),
-            Order.ordered_at < _start(last + timedelta(days=1)),
-        )
-        .options(selectinload(Order.lines))
-        .order_by(Order.ordered_at, Order.id)
-    )
-    for order in orders:
-        groups.orders[order.id] = order
-        day = order.ordered_at.date()
-        revenue = convert(order.captured_minor, order.currency, day, what="order", ref=order.id)
-        if revenue is None:
-            continue
-        costs: list[int] = []
-        for line in order.lines:
-            product = products.get(line.product_id) if line.product_id else None
-            if product is None or product.unit_cost_minor is None or not product.cost_currency:
-                missing_costs[line.sku] += line.quantity
-                costs.append(0)
-                continue
-            cost = convert(
-                product.unit_cost_minor * line.quantity,
-                product.cost_currency,
-                day,
-                what="cost",
-                ref=line.id,
-            )
-            costs.append(cost or 0)
-        if group_by is GroupBy.SKU:
-            shares = allocate(revenue, [_line_value(ln) for ln in order.lines])
-            for line, share, cost in zip(order.lines, shares, costs, strict=True):
-                figures = groups.row(line.sku, line.title)
-                figures.revenue += share
-                figures.cost_of_goods += cost
-        else:
-            figures = groups.single(order, order.channel_id, day)
-            figures.revenue += revenue
-            figures.cost_of_goods += sum(costs)
-
-    entries = repo.entries_between(session, organization_id, first, last)
-    groups.load(entries)
-    for entry in entries:
-        amount = convert(
-            entry.amount_minor, entry.currency, entry.occurred_on, what="entry", ref=entry.id
-        )
-        if amount is None:
-            continue
-        kind = EntryKind(entry.kind)
-        if group_by is GroupBy.SKU:
-            for sku, title, part in groups.sku_shares(entry, amount):
-                groups.row(sku, title).add_entry(kind, part)
-        else:
-            order = groups.orders[entry.order_id]
-            groups.single(order, entry.channel_id, entry.occurred_on).add_entry(kind, amount)
-
-    if group_by is GroupBy.ORDER:
-        ordered = sorted(groups.rows.values(), key=lambda r: (r.label, r.key))
-    else:
-        ordered = sorted(groups.rows.values(), key=lambda r: r.key)
-    total = Figures()
-    for row in ordered:
-        total.add(row.figures)
-    return NetProfitReport(
-        group_by=group_by,
-        first=first,
-        last=last,
-        currency=base,
-        rows=ordered,
-        total=total,
-        missing_rates=convert.missing,
-        missing_costs=dict(sorted(missing_costs.items())),
-    )
+    return NetProfitReport(session, organization_id, group_by, first, last)
 
 
 # --- exports ------------------------------------------------------------------------------
@@ -313,7 +221,7 @@ def net_profit(
 FIGURE_COLUMNS = ("revenue", "cost_of_goods", "refunds", "return_costs", "recoveries", "net")
 
 
-def _figure_values(figures: Figures) -> list[int]:
+def figure_values(figures: Figures) -> list[int]:
     return [
         figures.revenue,
         figures.cost_of_goods,
@@ -328,60 +236,94 @@ def _amount(minor: int, currency: str) -> Decimal:
     return Money.from_minor(minor, currency).amount
 
 
-def net_profit_table(report: NetProfitReport) -> list[list[str | Decimal]]:
-    """Header, one line per row, then the total: amounts as exact Decimals."""
-    table: list[list[str | Decimal]] = [
-        [report.group_by.value, "label", *FIGURE_COLUMNS, "currency"]
-    ]
-    for row in report.rows:
-        values = [_amount(v, report.currency) for v in _figure_values(row.figures)]
-        table.append([row.key, row.label, *values, report.currency])
-    total = [_amount(v, report.currency) for v in _figure_values(report.total)]
-    table.append(["TOTAL", "", *total, report.currency])
-    return table
+def net_profit_table(report: NetProfitReport) -> Iterator[list[str | Decimal]]:
+    """Header, one line per row as the rows arrive, then the total: exact Decimals."""
+    yield [report.group_by.value, "label", *FIGURE_COLUMNS, "currency"]
+    total = Figures()
+    for row in report.rows():
+        total.add(row.figures)
+        values = [_amount(v, report.currency) for v in figure_values(row.figures)]
+        yield [row.key, row.label, *values, report.currency]
+    totals = [_amount(v, report.currency) for v in figure_values(total)]
+    yield ["TOTAL", "", *totals, report.currency]
 
 
-def net_profit_csv(report: NetProfitReport) -> str:
+_CHUNK = 64 * 1024
+
+
+def csv_cells(line: list[str | Decimal]) -> list[str]:
+    """A table line as CSV cells: amounts as plain decimals (``105.00``)."""
+    return [format(v, "f") if isinstance(v, Decimal) else v for v in line]
+
+
+def net_profit_csv(report: NetProfitReport) -> Iterator[str]:
+    """The table as CSV text, in chunks of about 64 KB, written as the rows arrive."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for line in net_profit_table(report):
-        writer.writerow([format(v, "f") if isinstance(v, Decimal) else v for v in line])
-    return out.getvalue()
+        writer.writerow(csv_cells(line))
+        if out.tell() >= _CHUNK:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()
 
 
-def net_profit_xlsx(report: NetProfitReport) -> bytes:
-    """An XLSX workbook: the figures as numbers (written from Decimals, never floats) with
-    the base currency's decimal places, plus a sheet of amounts left out for lack of a rate."""
-    from openpyxl import Workbook
+class NetProfitXlsx:
+    """An XLSX workbook of the table: the figures as numbers (written from Decimals, never
+    floats) with the base currency's decimal places, plus a sheet of amounts left out for
+    lack of a rate. Write-only: lines go to a temporary file as they are appended."""
 
-    digits = minor_digits(report.currency)
-    number_format = "#,##0" + ("." + "0" * digits if digits else "")
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "Net profit"
+    def __init__(self, currency: str) -> None:
+        from openpyxl import Workbook
+
+        digits = minor_digits(currency)
+        self._number_format = "#,##0" + ("." + "0" * digits if digits else "")
+        self._book = Workbook(write_only=True)
+        self._sheet = self._book.create_sheet("Net profit")
+        self._sheet.freeze_panes = "A2"
+        self._lines = 0
+
+    def _cell(self, sheet: Any, value: object, *, number: bool = False) -> Any:
+        from openpyxl.cell import WriteOnlyCell
+
+        cell = WriteOnlyCell(sheet, value=value)
+        if number:
+            cell.number_format = self._number_format
+        elif isinstance(value, str):
+            # Text stays text: a SKU or title starting with "=" is not a formula.
+            cell.data_type = "s"
+        return cell
+
+    def append(self, line: list[str | Decimal]) -> None:
+        figures = range(2, 2 + len(FIGURE_COLUMNS))
+        header = self._lines == 0
+        cells = [
+            self._cell(self._sheet, v, number=not header and i in figures)
+            for i, v in enumerate(line)
+        ]
+        self._sheet.append(cells)
+        self._lines += 1
+
+    def save(self, out: IO[bytes], missing_rates: list[MissingRate]) -> None:
+        if missing_rates:
+            sheet = self._book.create_sheet("Missing rates")
+            sheet.append(["what", "id", "currency", "day", "amount"])
+            for m in missing_rates:
+                row = [m.what, m.id, m.currency, m.day, _amount(m.amount_minor, m.currency)]
+                sheet.append([self._cell(sheet, v) for v in row])
+        self._book.save(out)
+
+
+def write_net_profit_xlsx(report: NetProfitReport, out: IO[bytes]) -> None:
+    """The report as an XLSX workbook into ``out`` (see :class:`NetProfitXlsx`)."""
+    book = NetProfitXlsx(report.currency)
     for line in net_profit_table(report):
-        sheet.append(line)
-    for row in sheet.iter_rows(min_row=2, min_col=3, max_col=2 + len(FIGURE_COLUMNS)):
-        for cell in row:
-            cell.number_format = number_format
-    sheet.freeze_panes = "A2"
-    if report.missing_rates:
-        missing = book.create_sheet("Missing rates")
-        missing.append(["what", "id", "currency", "day", "amount"])
-        for m in report.missing_rates:
-            missing.append([m.what, m.id, m.currency, m.day, _amount(m.amount_minor, m.currency)])
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
+        book.append(line)
+    book.save(out, report.missing_rates())
 
 
 # --- return-risk reserve ------------------------------------------------------------------
-
-NOT_RETURNED = (
-    ReturnStatus.CANCELLED.value,
-    ReturnStatus.EXPIRED.value,
-    ReturnStatus.REJECTED.value,
-)
 
 
 @dataclass
@@ -439,71 +381,32 @@ def reserve(
     if lookback_days < 1 or hold_days < 1 or hold_days > lookback_days:
         raise ValueError("need 1 <= hold_days <= lookback_days")
     base = base_currency(session, organization_id)
-    convert = Converter(session, organization_id, base)
-    end = _start(as_of + timedelta(days=1))
-    start = _start(as_of - timedelta(days=lookback_days - 1))
-    hold_start = _start(as_of - timedelta(days=hold_days - 1))
-    rows: dict[str, ReserveRow] = {}
-    lines = session.execute(
-        select(OrderLine, Order.ordered_at)
-        .join(Order, Order.id == OrderLine.order_id)
-        .where(
-            Order.organization_id == organization_id,
-            Order.ordered_at >= start,
-            Order.ordered_at < end,
-        )
-    ).all()
-    line_sku: dict[uuid.UUID, str] = {}
-    for line, ordered_at in lines:
-        row = rows.setdefault(line.sku, ReserveRow(line.sku))
-        row.units_sold += line.quantity
-        if ordered_at >= hold_start:
-            row.units_sold_hold += line.quantity
-        line_sku[line.id] = line.sku
-    returned = (
-        session.execute(
-            select(ReturnLine)
-            .join(Return, Return.id == ReturnLine.return_id)
-            .where(
-                ReturnLine.order_line_id.in_(list(line_sku)),
-                Return.status.not_in(NOT_RETURNED),
-                ReturnLine.approved > 0,
-            )
-        )
-        .scalars()
-        .all()
-        if line_sku
-        else []
+    q = repo.ReportQueries(session, organization_id, base)
+    stmt = q.reserve(
+        _start(as_of - timedelta(days=lookback_days - 1)),
+        _start(as_of + timedelta(days=1)),
+        _start(as_of - timedelta(days=hold_days - 1)),
+        as_of,
     )
-    return_ids: set[uuid.UUID] = set()
-    for rl in returned:
-        rows[line_sku[rl.order_line_id]].units_returned += rl.approved
-        return_ids.add(rl.return_id)
-    entries = [e for e in repo.entries_of_returns(session, return_ids) if e.occurred_on <= as_of]
-    groups = _Groups(session, organization_id, GroupBy.SKU)
-    groups.load(entries)
-    for entry in entries:
-        amount = convert(
-            entry.amount_minor, entry.currency, entry.occurred_on, what="entry", ref=entry.id
-        )
-        if amount is None:
+    rows: list[ReserveRow] = []
+    missing: list[MissingRate] = []
+    for part, sku, sold, sold_hold, returned, ledger_sum, ref, currency, day, amount in q.execute(
+        stmt, stream=True
+    ):
+        if part:
+            missing.append(MissingRate("entry", str(ref), currency, day, _int(amount)))
             continue
-        for sku, _, part in groups.sku_shares(entry, amount):
-            if sku in rows:
-                rows[sku].ledger_sum += part
-    for row in rows.values():
-        row.units_returned = min(row.units_returned, row.units_sold)
+        row = ReserveRow(sku, _int(sold), 0, _int(sold_hold), _int(ledger_sum))
+        row.units_returned = min(_int(returned), row.units_sold)
         row.rate_low, row.rate_high = rules.wilson(row.units_returned, row.units_sold)
         row.loss_per_return = rules.loss_per_return(row.ledger_sum, row.units_returned)
         row.reserve_per_unit = rules.reserve_per_unit(row.rate_high, row.loss_per_return)
-    ordered = sorted(rows.values(), key=lambda r: (-r.reserve, r.sku))
-    return ReserveReport(as_of, lookback_days, hold_days, base, ordered, convert.missing)
+        rows.append(row)
+    rows.sort(key=lambda r: (-r.reserve, r.sku))
+    return ReserveReport(as_of, lookback_days, hold_days, base, rows, missing)
 
 
 # --- money at risk ------------------------------------------------------------------------
-
-# Goods are never expected back for these: a returnless refund or a kept item.
-NO_GOODS_EXPECTED = (ReturnStatus.RESOLVED.value,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -522,20 +425,38 @@ class AtRiskItem:
 @dataclass
 class AtRiskBucket:
     age: str
-    refunds: set[uuid.UUID] = field(default_factory=set)
+    refunds: int = 0
     not_received_units: int = 0
     not_received: int = 0
     not_inspected_units: int = 0
     not_inspected: int = 0
 
 
-@dataclass
 class MoneyAtRiskReport:
-    as_of: date
-    currency: str
-    buckets: list[AtRiskBucket]
-    items: list[AtRiskItem]
-    missing_rates: list[MissingRate]
+    """Refunds paid whose goods are not received or not inspected, by age.
+
+    One statement gives the buckets first, then the refund lines behind them: the buckets
+    are read when the report is made, :meth:`items` streams the rest (once).
+    """
+
+    def __init__(self, session: Session, organization_id: uuid.UUID, as_of: date) -> None:
+        self.as_of = as_of
+        self.currency = base_currency(session, organization_id)
+        self._queries = q = repo.ReportQueries(session, organization_id, self.currency)
+        by_age = {label: AtRiskBucket(label) for label, _, _ in rules.AGE_BUCKETS}
+        self._missing = 0
+        self._rows = iter(q.execute(q.money_at_risk(as_of), stream=True))
+        self._first_item: Any = None
+        for row in self._rows:
+            part, age, refunds, nr_units, nr, ni_units, ni, missing, *_ = row
+            if part:
+                self._first_item = row
+                break
+            by_age[age] = AtRiskBucket(
+                age, _int(refunds), _int(nr_units), _int(nr), _int(ni_units), _int(ni)
+            )
+            self._missing += _int(missing)
+        self.buckets = list(by_age.values())
 
     @property
     def total_not_received(self) -> int:
@@ -545,88 +466,47 @@ class MoneyAtRiskReport:
     def total_not_inspected(self) -> int:
         return sum(b.not_inspected for b in self.buckets)
 
+    def items(self) -> Iterator[AtRiskItem]:
+        """Each refund and return line at risk, in the refund's currency, oldest first."""
+        first, self._first_item = self._first_item, None
+        rows = self._rows if first is None else itertools.chain([first], self._rows)
+        for row in rows:
+            nr_units, nr, ni_units, ni = row[3:7]
+            refund_id, return_id, line_id, sku, cur, day = row[8:]
+            age_days = (self.as_of - day).days
+            yield AtRiskItem(
+                refund_id=refund_id,
+                return_id=return_id,
+                return_line_id=line_id,
+                sku=sku,
+                currency=cur,
+                settled_on=day,
+                age_days=age_days,
+                age=rules.age_bucket(age_days),
+                exposure=rules.Exposure(
+                    key=str(refund_id),
+                    settled_on=day,
+                    not_received_units=_int(nr_units),
+                    not_received=_int(nr),
+                    not_inspected_units=_int(ni_units),
+                    not_inspected=_int(ni),
+                ),
+            )
+
+    def missing_rates(self) -> list[MissingRate]:
+        if not self._missing:
+            return []
+        q = self._queries
+        rows = q.execute(q.money_at_risk_missing(self.as_of), stream=True)
+        return [
+            MissingRate("refund", str(ref), currency, day, _int(amount))
+            for ref, currency, day, amount in rows
+        ]
+
 
 def money_at_risk(
     session: Session, organization_id: uuid.UUID, *, as_of: date
 ) -> MoneyAtRiskReport:
     """Refunds paid (succeeded) whose goods are not received, or received but not inspected,
     by days since payment. Goods received count against the earliest refunds of a line."""
-    base = base_currency(session, organization_id)
-    convert = Converter(session, organization_id, base)
-    refunds = [
-        r
-        for r in session.scalars(
-            select(Refund).where(
-                Refund.organization_id == organization_id, Refund.status == SUCCEEDED
-            )
-        )
-        if _settled_on(r) <= as_of
-    ]
-    by_refund = {r.id: r for r in refunds}
-    paid: dict[uuid.UUID, list[rules.PaidUnits]] = defaultdict(list)
-    for refund in refunds:
-        for part in refund.lines:
-            paid[uuid.UUID(str(part["return_line_id"]))].append(
-                rules.PaidUnits(
-                    key=str(refund.id),
-                    settled_on=_settled_on(refund),
-                    quantity=int(part["quantity"]),
-                    total=int(part["total"]),
-                )
-            )
-    lines = (
-        session.execute(
-            select(ReturnLine, Return.status, OrderLine.sku)
-            .join(Return, Return.id == ReturnLine.return_id)
-            .join(OrderLine, OrderLine.id == ReturnLine.order_line_id)
-            .where(ReturnLine.id.in_(list(paid)))
-        ).all()
-        if paid
-        else []
-    )
-    buckets = {label: AtRiskBucket(label) for label, _, _ in rules.AGE_BUCKETS}
-    items: list[AtRiskItem] = []
-    for return_line, status, sku in lines:
-        if status in NO_GOODS_EXPECTED:
-            continue
-        for exposure in rules.exposures(
-            paid[return_line.id], return_line.received, return_line.inspected
-        ):
-            refund = by_refund[uuid.UUID(exposure.key)]
-            age_days = (as_of - exposure.settled_on).days
-            label = rules.age_bucket(age_days)
-            items.append(
-                AtRiskItem(
-                    refund_id=refund.id,
-                    return_id=refund.return_id,
-                    return_line_id=return_line.id,
-                    sku=sku,
-                    currency=refund.currency,
-                    settled_on=exposure.settled_on,
-                    age_days=age_days,
-                    age=label,
-                    exposure=exposure,
-                )
-            )
-            # A zero amount needs no rate (and is not reported as missing one).
-            not_received, not_inspected = (
-                convert(amount, refund.currency, exposure.settled_on, what="refund", ref=refund.id)
-                if amount
-                else 0
-                for amount in (exposure.not_received, exposure.not_inspected)
-            )
-            if not_received is None or not_inspected is None:
-                continue
-            bucket = buckets[label]
-            bucket.refunds.add(refund.id)
-            bucket.not_received_units += exposure.not_received_units
-            bucket.not_received += not_received
-            bucket.not_inspected_units += exposure.not_inspected_units
-            bucket.not_inspected += not_inspected
-    items.sort(key=lambda i: (-i.age_days, str(i.refund_id), str(i.return_line_id)))
-    return MoneyAtRiskReport(as_of, base, list(buckets.values()), items, convert.missing)
-
-
-def _settled_on(refund: Refund) -> date:
-    # Refunds settled before settled_at existed fall back to their last update.
-    return (refund.settled_at or refund.updated_at).date()
+    return MoneyAtRiskReport(session, organization_id, as_of)

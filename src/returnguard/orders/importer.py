@@ -1,35 +1,48 @@
 """Import orders from a CSV file with one row per order line.
 
-Every order is validated as a whole and written in its own transaction through
-``upsert_order``, so a bad row rejects exactly its own order: the good orders are
-imported, and no order is ever half-written or loses lines it already had.
+Every order is validated as a whole, so a bad row rejects exactly its own order. The file
+is read twice and never held: a first pass checks that it can be read to its end as an
+orders file (UTF-8, quoting, header) before anything is written, and notes which orders
+have rows in more than one place; the second pass hands each order on as soon as its
+last row is read. Valid orders are written in chunks (``CHUNK_SIZE`` orders, one
+transaction each) by ``bulk.upsert_orders``, the set-based twin of ``upsert_order``: the
+good orders are imported, and no order is ever half-written or loses lines it already
+had.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
+import logging
 import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import text
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from returnguard.auth.models import Organization
 from returnguard.auth.service import Actor
 from returnguard.errors import InvalidInput, NotFound, ReturnGuardError
 from returnguard.kit.db import Database
+from returnguard.kit.schemas import MoneyIn
 from returnguard.orders import repository as repo
-from returnguard.orders.schemas import OrderIn
-from returnguard.orders.service import upsert_order
+from returnguard.orders.bulk import OrderOutcome, Outcome, upsert_orders
+from returnguard.orders.models import Channel
+from returnguard.orders.schemas import BuyerIn, OrderIn
+
+log = logging.getLogger("returnguard.orders.import")
 
 COLUMNS = (
     "channel",
@@ -89,6 +102,11 @@ ERROR_COLUMNS = ("line", "reason")
 ROW_FIELD = "row"
 ORDER_FIELD = "order_id"
 
+CHUNK_SIZE = 2_000
+"""Orders written per transaction. A chunk also ends at ``CHUNK_LINES_PER_ORDER`` times
+as many lines, so orders with very many lines keep chunks (and memory) bounded too."""
+CHUNK_LINES_PER_ORDER = 4
+
 _ORDER_FIELD_COLUMNS = {
     "channel": "channel",
     "external_id": "order_id",
@@ -140,11 +158,21 @@ class _Row:
     shape_problem: str | None = None
 
 
+OrderKey = tuple[str, str]  # channel code, order id, as written in the file
+
+
 @dataclass
-class _Table:
+class _Layout:
+    """What the first pass learnt about the file."""
+
     columns: list[str]  # the file's data columns, in the file's order
     delimiter: str
-    rows: list[_Row]
+    indexes: dict[str, int]  # data column -> cell index
+    width: int  # cells in the header row
+    rows: int = 0  # data rows, blank ones not counted
+    # For each order whose rows lie in more than one run of adjacent rows, keyed by the
+    # hash of its key: the number of its last run. Its rows wait until then.
+    last_run: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -188,6 +216,22 @@ class ImportReport:
         self._rejected.append((row, problems))
         self.problems.extend(problems)
 
+    def _finish(self) -> None:
+        self.problems.sort(key=lambda p: (p.line, _field_order(p)))
+
+
+class ImportInterrupted(ReturnGuardError):
+    """The database failed in a way retrying the order alone cannot help (it went away,
+    the disk is full): the import stopped. ``report`` counts what was done before."""
+
+    status = 503
+    code = "import_interrupted"
+    title = "Import interrupted"
+
+    def __init__(self, detail: str, report: ImportReport) -> None:
+        super().__init__(detail)
+        self.report = report
+
 
 def import_orders_csv(
     db: Database,
@@ -195,70 +239,233 @@ def import_orders_csv(
     path: Path,
     *,
     console: Console | None = None,
+    chunk_size: int = CHUNK_SIZE,
 ) -> ImportReport:
-    """Import every valid order in the file; an order with any bad row is rejected whole."""
-    table = _read_table(path)
-    with db.session() as session:
+    """Import every valid order in the file; an order with any bad row is rejected whole.
+    Chunks of ``chunk_size`` orders are committed one after the other."""
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be at least 1")
+    layout = _scan(path)
+    with db.session(read_only=True) as session:
         if session.get(Organization, organization_id) is None:
             raise NotFound(f"organization {organization_id} not found")
-        channels = {channel.code for channel in repo.channels(session, organization_id)}
+        channels = {channel.code: channel for channel in repo.channels(session, organization_id)}
     actor = Actor.system(organization_id, "csv import")
-    report = ImportReport(
-        columns=table.columns, delimiter=table.delimiter, rows_read=len(table.rows)
-    )
-    groups = _group(table.rows)
-    with _progress(console, len(groups)) as advance:
-        for rows in groups:
-            _import_order(db, actor, rows, channels, report)
-            advance()
-    report.problems.sort(key=lambda p: (p.line, _field_order(p)))
+    report = ImportReport(columns=layout.columns, delimiter=layout.delimiter)
+    validated = _Validated()
+    chunk = _Chunk(chunk_size)
+    statistics = _Statistics(db, chunk_size)
+    try:
+        with _progress(console, layout.rows) as advance:
+            for rows in _orders(path, layout):
+                report.rows_read += len(rows)
+                problems = _Problems()
+                order = _build_order(rows, channels, problems, validated)
+                if order is None:
+                    _reject_order(report, rows, problems)
+                    advance(len(rows))
+                    continue
+                chunk.add(rows, order)
+                if chunk.full:
+                    _write_chunk(db, actor, channels, chunk, report)
+                    advance(chunk.rows)
+                    chunk.clear()
+                    statistics.after(report.orders_created)
+            if chunk.groups:
+                _write_chunk(db, actor, channels, chunk, report)
+                advance(chunk.rows)
+    except _Stopped as stopped:
+        # Only what was done counts: the rows of the failed and the later orders are not
+        # read as far as the report is concerned.
+        report.rows_read = report.rows_imported + report.rows_rejected
+        report._finish()
+        raise ImportInterrupted(
+            f"line {stopped.line}: the database failed ({_db_message(stopped.cause)}); "
+            f"the import stopped there after {report.summary()}. Import the file again "
+            "to finish: orders imported already are left unchanged",
+            report,
+        ) from stopped.cause
+    report._finish()
     if report.rows_read != report.rows_imported + report.rows_rejected:
         raise RuntimeError(f"import lost track of rows: {report.summary()}")
+    if report.rows_read != layout.rows:
+        raise RuntimeError(f"read {layout.rows} rows but imported or rejected {report.rows_read}")
     return report
 
 
-def _read_table(path: Path) -> _Table:
+# --- reading the file ------------------------------------------------------------------
+
+
+@contextmanager
+def _text(path: Path) -> Iterator[TextIO]:
+    """The file as text, BOM dropped, line endings kept; InvalidInput unless UTF-8."""
     try:
         # utf-8-sig drops the byte-order mark Excel puts at the start of "CSV UTF-8".
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            yield f
+    except UnicodeDecodeError:
         raise InvalidInput(
-            f"{path.name} is not UTF-8 text (invalid byte at offset {exc.start}); "
+            f"{path.name} is not UTF-8 text (invalid byte at offset {_bad_byte(path)}); "
             "save it as CSV UTF-8"
         ) from None
-    if not text.strip():
-        raise InvalidInput(
-            f"{path.name} is empty; the first line must be a header row naming the columns "
-            f"({', '.join(REQUIRED_COLUMNS)} are required)"
-        )
-    first_line = text.splitlines()[0]
-    # Where the comma is the decimal separator, spreadsheets separate cells with ";".
-    delimiter = ";" if ";" in first_line and "," not in first_line else ","
-    # strict: a broken quote would otherwise silently swallow the rest of the file.
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    header: list[str] = []
-    rows: list[_Row] = []
-    start = 1
-    try:
-        header = [name.strip().lower() for name in next(reader)]
-        indexes = _check_header(header)
-        start = reader.line_num + 1
-        for cells in reader:
-            line, start = start, reader.line_num + 1
-            if not any(cell.strip() for cell in cells):
-                continue  # blank lines and spreadsheets' trailing ",,,," rows
-            row = _Row(
-                line,
-                {c: cells[i].strip() for c, i in indexes.items() if i < len(cells)},
-                cells[len(header) :],
+
+
+def _bad_byte(path: Path) -> int:
+    """The offset of the first byte that is not UTF-8 (the error path only)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with path.open("rb") as f:
+        while block := f.read(1 << 16):
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                return offset - pending + exc.start
+            offset += len(block)
+    return offset
+
+
+def _header(path: Path) -> _Layout:
+    with _text(path) as f:
+        # The first line decides the delimiter; blank lines before any text still make
+        # an (empty) header row, and a file of nothing but blank lines is empty.
+        lines: list[str] = []
+        for text in f:
+            lines.append(text)
+            if text.strip():
+                break
+        else:
+            raise InvalidInput(
+                f"{path.name} is empty; the first line must be a header row naming the "
+                f"columns ({', '.join(REQUIRED_COLUMNS)} are required)"
             )
-            if len(cells) != len(header):
-                # Kept, so the order it belongs to is rejected rather than imported without it.
-                row.shape_problem = f"has {len(cells)} cells but the header has {len(header)}"
+        first_line = lines[0].rstrip("\r\n")
+        # Where the comma is the decimal separator, spreadsheets separate cells with ";".
+        delimiter = ";" if ";" in first_line and "," not in first_line else ","
+        reader = csv.reader(chain(lines, f), delimiter=delimiter, strict=True)
+        try:
+            header = [name.strip().lower() for name in next(reader)]
+        except csv.Error as exc:
+            raise InvalidInput(f"line 1: not valid CSV: {exc}") from None
+    indexes = _check_header(header)
+    return _Layout(list(indexes), delimiter, indexes, len(header))
+
+
+def _records(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(line, cells) of each data row, blank rows skipped; InvalidInput for broken CSV."""
+    with _text(path) as f:
+        # strict: a broken quote would otherwise silently swallow the rest of the file.
+        reader = csv.reader(f, delimiter=delimiter, strict=True)
+        start = 1
+        try:
+            next(reader)
+            start = reader.line_num + 1
+            for cells in reader:
+                line, start = start, reader.line_num + 1
+                if not any(cell.strip() for cell in cells):
+                    continue  # blank lines and spreadsheets' trailing ",,,," rows
+                yield line, cells
+        except csv.Error as exc:
+            raise InvalidInput(f"line {start}: not valid CSV: {exc}") from None
+
+
+def _key(cells: list[str], channel: int, order_id: int) -> OrderKey | None:
+    """The row's (channel, order_id); None when either is missing: such a row cannot be
+    matched to an order, so it stands (and fails) alone."""
+    code = cells[channel].strip() if channel < len(cells) else ""
+    external = cells[order_id].strip() if order_id < len(cells) else ""
+    return (code, external) if code and external else None
+
+
+# A Bloom filter over the keys of the runs of adjacent rows, for the first pass: 2**27
+# bits (16 MiB, of which the memory touched grows with the number of orders up to that)
+# tell apart the orders seen before from the new ones without holding every key. A false
+# "seen before" only makes the second pass hold an order's rows until its one run ends.
+_SEEN_BITS = 1 << 27
+_HASH_MASK = (1 << 64) - 1
+
+
+def _scan(path: Path) -> _Layout:
+    """The first pass: the header, the row count, and the orders whose rows are apart."""
+    layout = _header(path)
+    channel, order_id = layout.indexes["channel"], layout.indexes["order_id"]
+    seen = bytearray(_SEEN_BITS // 8)
+    mask = _SEEN_BITS - 1
+    current: OrderKey | None = None
+    run = -1
+    for _, cells in _records(path, layout.delimiter):
+        layout.rows += 1
+        key = _key(cells, channel, order_id)
+        if key == current:
+            continue
+        current = key
+        if key is None:
+            continue
+        run += 1
+        h = hash(key) & _HASH_MASK
+        a, b = h & mask, (h >> 32) & mask
+        if seen[a >> 3] & (1 << (a & 7)) and seen[b >> 3] & (1 << (b & 7)):
+            layout.last_run[h] = run
+        else:
+            seen[a >> 3] |= 1 << (a & 7)
+            seen[b >> 3] |= 1 << (b & 7)
+    return layout
+
+
+def _orders(path: Path, layout: _Layout) -> Iterator[list[_Row]]:
+    """The second pass: each order's rows, in file order, once its last row is read.
+
+    Rows of one order need not be adjacent; an order whose rows lie apart is held until
+    its last run of rows (known from the first pass), every other order goes on at once,
+    so memory follows how far apart an order's rows are, not the size of the file.
+    """
+    channel, order_id = layout.indexes["channel"], layout.indexes["order_id"]
+    held: dict[OrderKey, list[_Row]] = {}
+    held_by_hash: dict[int, set[OrderKey]] = {}
+    current: OrderKey | None = None
+    rows: list[_Row] = []
+    run = -1
+
+    def complete(key: OrderKey, group: list[_Row]) -> list[list[_Row]]:
+        h = hash(key) & _HASH_MASK
+        if key in held:
+            group = held.pop(key) + group
+        last = layout.last_run.get(h)
+        if last is not None and last > run:
+            held[key] = group
+            held_by_hash.setdefault(h, set()).add(key)
+            return []
+        done = [group]
+        # Keys of the same hash (a collision) waited for this, the hash's last run.
+        for other in sorted(held_by_hash.pop(h, set()) - {key}):
+            if other in held:
+                done.append(held.pop(other))
+        return done
+
+    for line, cells in _records(path, layout.delimiter):
+        row = _Row(
+            line,
+            {c: cells[i].strip() for c, i in layout.indexes.items() if i < len(cells)},
+            cells[layout.width :],
+        )
+        if len(cells) != layout.width:
+            # Kept, so the order it belongs to is rejected rather than imported without it.
+            row.shape_problem = f"has {len(cells)} cells but the header has {layout.width}"
+        key = _key(cells, channel, order_id)
+        if key is not None and key == current:
             rows.append(row)
-    except csv.Error as exc:
-        raise InvalidInput(f"line {start}: not valid CSV: {exc}") from None
-    return _Table(list(indexes), delimiter, rows)
+            continue
+        if current is not None:
+            yield from complete(current, rows)
+        current, rows = key, [row]
+        if key is None:
+            yield rows
+        else:
+            run += 1
+    if current is not None:
+        yield from complete(current, rows)
+    # Nothing is left unless the two passes read the file differently (it changed).
+    yield from sorted(held.values(), key=lambda group: group[0].line)
 
 
 def _check_header(header: list[str]) -> dict[str, int]:
@@ -286,17 +493,6 @@ def _check_header(header: list[str]) -> dict[str, int]:
     return {name: i for i, name in enumerate(header) if name in COLUMNS}
 
 
-def _group(rows: list[_Row]) -> list[list[_Row]]:
-    """Rows by (channel, order_id) in order of first appearance; rows need not be adjacent."""
-    groups: dict[tuple[str, str] | int, list[_Row]] = {}
-    for row in rows:
-        channel, order_id = row.values.get("channel", ""), row.values.get("order_id", "")
-        # A row without its key cannot be matched to an order: it stands (and fails) alone.
-        key: tuple[str, str] | int = (channel, order_id) if channel and order_id else row.line
-        groups.setdefault(key, []).append(row)
-    return list(groups.values())
-
-
 def _field_order(problem: Problem) -> int:
     return _FIELD_ORDER.get(problem.field, len(_FIELD_ORDER))
 
@@ -322,37 +518,211 @@ class _Problems:
         return sorted(found, key=_field_order)
 
 
-def _import_order(
-    db: Database, actor: Actor, rows: list[_Row], channels: set[str], report: ImportReport
-) -> None:
-    problems = _Problems()
-    order = _build_order(rows, channels, problems)
-    if order is not None:
-        try:
-            with db.session() as session:
-                result = upsert_order(session, actor, order)
-        except ReturnGuardError as exc:
-            _add_service_problems(exc, rows, problems)
-        else:
-            report.rows_imported += len(rows)
-            if result.created:
-                report.orders_created += 1
-            elif result.changed:
-                report.orders_updated += 1
-            else:
-                report.orders_unchanged += 1
-            return
+def _reject_order(report: ImportReport, rows: list[_Row], problems: _Problems) -> None:
     first_bad = min(line for line, _ in problems.cells)
     see = f"order {rows[0].values.get('order_id', '')} rejected: see line {first_bad}"
     for row in rows:
         report._reject(row, problems.for_line(row.line) or [Problem(row.line, ORDER_FIELD, see)])
 
 
+# --- writing chunks --------------------------------------------------------------------
+
+
+class _Chunk:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.groups: list[list[_Row]] = []
+        self.orders: list[OrderIn] = []
+        self.rows = 0
+
+    def add(self, rows: list[_Row], order: OrderIn) -> None:
+        self.groups.append(rows)
+        self.orders.append(order)
+        self.rows += len(rows)
+
+    @property
+    def full(self) -> bool:
+        return len(self.orders) >= self.size or self.rows >= self.size * CHUNK_LINES_PER_ORDER
+
+    def clear(self) -> None:
+        self.groups, self.orders, self.rows = [], [], 0
+
+
+class _Statistics:
+    """Fresh planner statistics while an import fills the tables (PostgreSQL).
+
+    Each chunk looks up its buyers, products and orders (and the event log its chains'
+    heads) by key. PostgreSQL plans those lookups from table statistics, which autovacuum
+    refreshes only a minute or more after a table grew; an import that has just doubled a
+    table would meanwhile get plans for the small one (a scan of all the organization's
+    rows per lookup), each chunk slower than the one before. So, as the PostgreSQL manual
+    advises after bulk loads, the tables are analysed whenever the import has doubled the
+    orders it created: O(log n) times, each a sample of at most 30,000 rows per table.
+    """
+
+    TABLES = ("orders", "order_lines", "buyers", "products", "events")
+
+    def __init__(self, db: Database, chunk_size: int) -> None:
+        self.db = db
+        self.next = chunk_size
+
+    def after(self, created: int) -> None:
+        if self.db.dialect != "postgresql" or created < self.next:
+            return
+        self.next = created * 2
+        try:
+            with self.db.engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+                    text(f"ANALYZE {', '.join(self.TABLES)}")
+                )
+        except SQLAlchemyError as exc:  # e.g. a role that may not: plans stay as they are
+            log.warning("could not refresh table statistics: %s", exc)
+
+
+class _Stopped(Exception):
+    def __init__(self, line: int, cause: SQLAlchemyError) -> None:
+        super().__init__(line)
+        self.line = line
+        self.cause = cause
+
+
+def _write_chunk(
+    db: Database,
+    actor: Actor,
+    channels: Mapping[str, Channel],
+    chunk: _Chunk,
+    report: ImportReport,
+) -> None:
+    """Write the chunk in one transaction. If the database refuses it, nothing of it
+    stays, and its orders are written again one transaction each: the order at fault is
+    rejected with the database's reason, the others are imported."""
+    try:
+        with db.session() as session:
+            outcomes = upsert_orders(session, actor, channels, chunk.orders).outcomes
+    except (SQLAlchemyError, ReturnGuardError) as exc:
+        log.warning(
+            "chunk of %d orders from line %d failed (%s); writing them one by one",
+            len(chunk.orders),
+            chunk.groups[0][0].line,
+            exc,
+        )
+        outcomes = []
+        for rows, order in zip(chunk.groups, chunk.orders, strict=True):
+            outcome = _write_alone(db, actor, channels, rows, order)
+            # Counted as it happens: if a later order stops the import, this one is done.
+            _count(report, rows, outcome)
+        return
+    for rows, outcome in zip(chunk.groups, outcomes, strict=True):
+        _count(report, rows, outcome)
+
+
+def _write_alone(
+    db: Database, actor: Actor, channels: Mapping[str, Channel], rows: list[_Row], order: OrderIn
+) -> OrderOutcome:
+    try:
+        with db.session() as session:
+            return upsert_orders(session, actor, channels, [order]).outcomes[0]
+    except (IntegrityError, DataError) as exc:
+        # The database refuses this order's data (a value it cannot store, a constraint).
+        refused = ReturnGuardError(f"the database refused the order: {_db_message(exc)}")
+        return OrderOutcome(Outcome.REJECTED, error=refused)
+    except ReturnGuardError as exc:
+        return OrderOutcome(Outcome.REJECTED, error=exc)
+    except SQLAlchemyError as exc:
+        raise _Stopped(rows[0].line, exc) from exc
+
+
+def _db_message(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip()
+    return text.splitlines()[0] if text else type(cause).__name__
+
+
+def _count(report: ImportReport, rows: list[_Row], outcome: OrderOutcome) -> None:
+    if outcome.outcome is Outcome.REJECTED:
+        problems = _Problems()
+        assert outcome.error is not None
+        _add_service_problems(outcome.error, rows, problems)
+        _reject_order(report, rows, problems)
+        return
+    report.rows_imported += len(rows)
+    if outcome.outcome is Outcome.CREATED:
+        report.orders_created += 1
+    elif outcome.outcome is Outcome.UPDATED:
+        report.orders_updated += 1
+    else:
+        report.orders_unchanged += 1
+
+
+# --- checking an order -----------------------------------------------------------------
+
+
 class _CellError(ValueError):
     pass
 
 
-def _build_order(rows: list[_Row], channels: set[str], problems: _Problems) -> OrderIn | None:
+class _Validated:
+    """Amounts and buyers validated once per distinct input. The same amount (19.99 EUR)
+    and the same buyer come back all over an import; validation is a function of the
+    input alone, so an order's amounts and buyer are validated (by MoneyIn and BuyerIn
+    themselves) on first sight and handed to OrderIn as models after. Bounded: the
+    cache starts afresh when full."""
+
+    SIZE = 10_000
+
+    def __init__(self) -> None:
+        self._money: dict[tuple[str, str], MoneyIn] = {}
+        self._buyers: dict[tuple[tuple[str, Any], ...], BuyerIn] = {}
+
+    def order(self, data: dict[str, Any]) -> OrderIn | None:
+        """The order, or None when any part of it is invalid (the caller validates it
+        again as it is, for the problems in the shape the user sees them)."""
+        try:
+            values = dict(data)
+            for name in ("shipping", "captured"):
+                if name in values:
+                    values[name] = self._amount(values[name])
+            if "buyer" in values:
+                values["buyer"] = self._buyer(values["buyer"])
+            values["lines"] = [self._line(line) for line in values.get("lines", ())]
+            return OrderIn.model_validate(values)
+        except ValidationError:
+            return None
+
+    def _line(self, line: dict[str, Any]) -> dict[str, Any]:
+        values = dict(line)
+        for name in ("unit_price", "tax", "discount"):
+            if name in values:
+                values[name] = self._amount(values[name])
+        return values
+
+    def _amount(self, value: dict[str, str]) -> MoneyIn:
+        key = (value.get("amount", ""), value.get("currency", ""))
+        found = self._money.get(key)
+        if found is None:
+            found = MoneyIn.model_validate(value)
+            if len(self._money) >= self.SIZE:
+                self._money.clear()
+            self._money[key] = found
+        return found
+
+    def _buyer(self, value: dict[str, Any]) -> BuyerIn:
+        key = tuple(value.items())
+        found = self._buyers.get(key)
+        if found is None:
+            found = BuyerIn.model_validate(value)
+            if len(self._buyers) >= self.SIZE:
+                self._buyers.clear()
+            self._buyers[key] = found
+        return found
+
+
+def _build_order(
+    rows: list[_Row],
+    channels: set[str] | Mapping[str, Any],
+    problems: _Problems,
+    validated: _Validated | None = None,
+) -> OrderIn | None:
     """Validate one order's rows; return the order, or None with every problem recorded."""
     first = rows[0]
     line_numbers = [row.line for row in rows]
@@ -428,15 +798,17 @@ def _build_order(rows: list[_Row], channels: set[str], problems: _Problems) -> O
     # The cells we already found wrong keep our clearer message; pydantic would only
     # repeat them as "is required" for the value we had to leave out.
     already = set(problems.cells)
-    try:
-        order = OrderIn.model_validate(data)
-    except ValidationError as exc:
-        for error in exc.errors():
-            message = _message(error)
-            for line, column in _locate(error["loc"], rows):
-                if (line, column) not in already:
-                    problems.add(line, column, message)
-        return None
+    order = validated.order(data) if validated is not None and not already else None
+    if order is None:
+        try:
+            order = OrderIn.model_validate(data)
+        except ValidationError as exc:
+            for error in exc.errors():
+                message = _message(error)
+                for line, column in _locate(error["loc"], rows):
+                    if (line, column) not in already:
+                        problems.add(line, column, message)
+            return None
     # The service checks these too; checking here reports them alongside the other problems.
     for problem in order.problems():
         for line, column in _locate(_path(problem["field"]), rows):
@@ -533,18 +905,19 @@ def _compact(**values: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def _progress(console: Console | None, total: int) -> Iterator[Callable[[], None]]:
-    # Off a terminal (a log, a pipe) a progress bar is noise; the summary line says it all.
+def _progress(console: Console | None, total: int) -> Iterator[Callable[[int], None]]:
+    """Advance by rows; on a terminal only (in a log or a pipe the summary says it all)."""
     if console is None or not console.is_terminal:
-        yield lambda: None
+        yield lambda _rows: None
         return
     with Progress(
         TextColumn("importing orders"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("rows"),
         TimeElapsedColumn(),
         console=console,
         transient=True,
     ) as progress:
-        task = progress.add_task("orders", total=total)
-        yield lambda: progress.advance(task)
+        task = progress.add_task("rows", total=total)
+        yield lambda rows: progress.advance(task, rows)
