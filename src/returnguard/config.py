@@ -39,6 +39,14 @@ class Settings(BaseSettings):
         description="Key that signs event checkpoints: at least 32 random characters "
         "(`returnguard events keygen`); unset, checkpoints are unsigned",
     )
+    # Every outbox worker (`returnguard worker`, or the API's own thread on SQLite) seals
+    # new chain heads this often; 0 leaves it to `returnguard events checkpoint` (cron).
+    checkpoint_interval_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86_400,
+        description="How often workers seal the event log's new chain heads (0: never)",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -31,6 +31,7 @@ import httpx
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from returnguard.audit.checkpoints import CheckpointSchedule
 from returnguard.config import Settings
 from returnguard.kit.db import Database, utcnow
 from returnguard.outbox.handlers import Handler, HandlerContext, Handlers, Outcome
@@ -76,6 +77,17 @@ class Worker:
             HandlerContext(db=db, settings=settings, http=self.http)
         )
         self.processed = 0  # attempts made (messages worked on) since start
+        # The loop also seals the event log's new chain heads (docs/audit.md): writers
+        # of several workers coordinate per organization, so each may run it.
+        self.checkpoints = (
+            CheckpointSchedule(
+                db,
+                settings.audit_key_bytes,
+                timedelta(seconds=settings.checkpoint_interval_seconds),
+            )
+            if settings.checkpoint_interval_seconds
+            else None
+        )
 
     def close(self) -> None:
         """Release the HTTP connection pool (if the worker created it)."""
@@ -177,6 +189,8 @@ class Worker:
     def run_forever(self, stop: threading.Event, wake: threading.Event | None = None) -> None:
         log.info("outbox worker %s started", self.worker_id)
         while not stop.is_set():
+            if self.checkpoints is not None:
+                self.checkpoints.tick()  # logs and retries its own failures
             try:
                 busy = self.run_once()
             except Exception:

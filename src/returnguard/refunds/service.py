@@ -683,13 +683,16 @@ def send(session: Session, actor: Actor, refund_id: uuid.UUID) -> Refund:
 
 def _check_watchlist_before_sending(session: Session, refund: Refund) -> None:
     """A buyer put on the watchlist after the grant gets nothing before a passed inspection."""
+    # The return before the buyer, as granting a refund locks them (docs/operations.md,
+    # "Locks and their order"): the other way round, a send and a grant on one return
+    # would each hold the lock the other waits for.
+    ret = returns_repo.get(session, refund.organization_id, refund.return_id, lock=True)
+    assert ret is not None
     order = session.get(Order, refund.order_id)
     buyer_id = order.buyer_id if order else None
     buyer = session.get(Buyer, buyer_id, with_for_update=True) if buyer_id else None
     if buyer is None or not buyer.watchlisted:
         return
-    ret = returns_repo.get(session, refund.organization_id, refund.return_id, lock=True)
-    assert ret is not None
     lines = {str(ln.id): ln for ln in ret.lines}
     violations = []
     for part in refund.lines:
