@@ -170,6 +170,12 @@ def insert_missing(
     inserted the same key first makes ours a no-op instead of a unique violation that
     would fail the whole request; rows go in sorted by key, so two writers of the same
     keys lock them in one order and never deadlock. Callers read the rows back after.
+
+    On PostgreSQL many rows (bulk imports) are first copied into a temporary staging
+    table (``COPY``, dropped at commit), then moved by one ``INSERT … SELECT … ORDER BY
+    … ON CONFLICT DO NOTHING`` in the same key order: a handful of statements instead
+    of one per row. Column defaults apply as in an INSERT (a Python-side default is
+    computed once for the statement).
     """
     if not rows:
         return
@@ -185,4 +191,45 @@ def insert_missing(
     else:  # pragma: no cover - the two supported databases are above
         raise NotImplementedError(f"insert_missing on {dialect}")
     ordered = sorted(rows, key=lambda row: tuple(str(row[k]) for k in keys))
+    if dialect == "postgresql" and len(ordered) >= STAGE_FROM:
+        _insert_staged(session, model, keys, ordered)
+        return
     session.execute(stmt.on_conflict_do_nothing(index_elements=list(keys)), ordered)
+
+
+STAGE_FROM = 50
+"""From this many rows on, insert_missing goes through a staging table on PostgreSQL."""
+
+
+def _insert_staged(
+    session: Session, model: type[Base], keys: tuple[str, ...], rows: list[dict[str, Any]]
+) -> None:
+    from sqlalchemy import literal_column, select, text
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    table: Any = model.__table__
+    # Identifiers only from the model itself (a KeyError for anything else).
+    names = [table.c[name].name for name in rows[0]]
+    stage = f"rg_stage_{table.name}"
+    columns = ", ".join(f'"{name}"' for name in names)
+    connection = session.connection()
+    # Same column types as the table, no constraints; rg_n keeps the rows' (key) order.
+    connection.exec_driver_sql(
+        f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" ON COMMIT DROP AS '  # noqa: S608 (the model's names)
+        f'SELECT {columns}, 0 AS rg_n FROM "{table.name}" WITH NO DATA'
+    )
+    connection.exec_driver_sql(f'TRUNCATE "{stage}"')
+    dbapi: Any = connection.connection.dbapi_connection
+    with (
+        dbapi.cursor() as cursor,
+        cursor.copy(f'COPY "{stage}" ({columns}, rg_n) FROM STDIN') as copy,
+    ):
+        for n, row in enumerate(rows):
+            copy.write_row((*row.values(), n))
+    source: Any = (
+        select(*(literal_column(f'"{name}"') for name in names))
+        .select_from(text(f'"{stage}"'))
+        .order_by(literal_column("rg_n"))
+    )
+    statement = pg_insert(table).from_select(names, source)
+    session.execute(statement.on_conflict_do_nothing(index_elements=list(keys)))

@@ -8,9 +8,12 @@ here a batch costs a fixed handful of statements, whatever its size:
 2. each order is classified: *new*, *unchanged* (what is stored is exactly what
    ``upsert_order`` would leave behind) or *changed*;
 3. new buyers and products are inserted with ``insert_missing`` (race-free, in key
-   order), changed contact details of known buyers are updated in one executemany;
-4. new orders and their lines go in as multi-row inserts, each with its
-   ``order.created`` event (``audit.record``, the same event as ``upsert_order``'s);
+   order; on PostgreSQL through a staging table, one INSERT … SELECT), and only those
+   are read back; changed contact details of known buyers are updated in one executemany;
+4. new orders and their lines go in as multi-row inserts (COPY on PostgreSQL), each with
+   its ``order.created`` event (the same event as ``upsert_order``'s), queued with
+   ``audit.record_created``: a new order has no chain yet, so the event log writes those
+   events in bulk at commit without looking up or locking their chains' heads;
 5. changed orders, which are rare in imports, go through ``upsert_order`` itself, one
    savepoint each, so every rule of an update (a line with returns stays, a refunded
    order keeps its amounts …) is the service's own and a refused update rejects that
@@ -38,10 +41,11 @@ from returnguard.audit import service as audit
 from returnguard.auth.service import Actor
 from returnguard.errors import InvalidInput, ReturnGuardError
 from returnguard.kit.db import insert_missing, utcnow
+from returnguard.kit.money import minor_digits
 from returnguard.kit.schemas import MoneyIn
 from returnguard.orders.models import Buyer, Channel, Order, OrderLine, Product
 from returnguard.orders.schemas import OrderIn
-from returnguard.orders.service import UnknownChannel, _order_state, upsert_order
+from returnguard.orders.service import UnknownChannel, upsert_order
 
 # Orders handled per round of statements: keeps every IN list and multi-row insert
 # bounded whatever a caller passes (the CSV importer sends 2,000 at a time).
@@ -166,7 +170,46 @@ def _new_ids(n: int) -> list[uuid.UUID]:
     """``n`` random (version 4) UUIDs, as ``new_id`` makes them, from one read of the
     system's random source instead of ``n`` (each read is a system call)."""
     raw = os.urandom(16 * n)
-    return [uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(0, 16 * n, 16)]
+    return [
+        uuid.UUID(int=int.from_bytes(raw[i : i + 16]) & _V4_MASK | _V4_BITS)
+        for i in range(0, 16 * n, 16)
+    ]
+
+
+# The version (4) and variant (RFC 4122) bits, as uuid.UUID(version=4) sets them.
+_V4_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_V4_BITS = (0x4000 << 64) | (0x8000 << 48)
+
+
+def created_state(order: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The ``after`` of an ``order.created`` event, from the order's row and its lines'
+    rows (by position), as plain JSON: the fields the order service records of an order.
+    A test holds it equal to the service's own record of the same order."""
+    delivered_at = order["delivered_at"]
+    buyer_id = order["buyer_id"]
+    return {
+        "external_id": order["external_id"],
+        "currency": order["currency"],
+        "ordered_at": order["ordered_at"].isoformat(),
+        "delivered_at": delivered_at.isoformat() if delivered_at is not None else None,
+        "ship_to_country": order["ship_to_country"],
+        "buyer_id": str(buyer_id) if buyer_id is not None else None,
+        "shipping_minor": order["shipping_minor"],
+        "shipping_tax_minor": order["shipping_tax_minor"],
+        "captured_minor": order["captured_minor"],
+        "payment_reference": order["payment_reference"],
+        "lines": [
+            {
+                "external_id": line["external_id"],
+                "sku": line["sku"],
+                "quantity": line["quantity"],
+                "unit_price_minor": line["unit_price_minor"],
+                "tax_minor": line["tax_minor"],
+                "discount_minor": line["discount_minor"],
+            }
+            for line in lines
+        ],
+    }
 
 
 def _rejected(error: ReturnGuardError) -> OrderOutcome:
@@ -178,13 +221,25 @@ _MINOR_UNITS: dict[tuple[str, str], int] = {}
 
 def _minor(money: MoneyIn | None) -> int:
     """``money.minor``, remembered: an import repeats the same few thousand amounts, and
-    each conversion parses the decimal again."""
+    each conversion parses the decimal again. An amount in the form MoneyIn validates to
+    (the currency's exact number of decimals: "19.99", "1980") is read as digits."""
     if money is None:
         return 0
     key = (money.amount, money.currency)
     found = _MINOR_UNITS.get(key)
     if found is None:
-        found = money.minor
+        amount = money.amount
+        whole, point, fraction = amount.partition(".")
+        digits = minor_digits(money.currency)
+        if (
+            whole.isascii()
+            and whole.isdigit()
+            and (fraction.isascii() and fraction.isdigit() if point else True)
+            and len(fraction) == digits
+        ):
+            found = int(whole + fraction)
+        else:
+            found = money.minor
         if len(_MINOR_UNITS) >= 10_000:
             _MINOR_UNITS.clear()
         _MINOR_UNITS[key] = found
@@ -219,22 +274,6 @@ class _Stored:
 
 _BUYER_ID = 4
 _PAYMENT_REFERENCE = 8
-
-
-class _Attributes:
-    """Attribute access over a dict: the shape ``_order_state`` reads from an Order, so
-    the event of a bulk-created order is built by the very function the service uses."""
-
-    __slots__ = ("_values",)
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self._values = values
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(name) from None
 
 
 class _Batch:
@@ -303,9 +342,9 @@ class _Batch:
             return column == any_(literal(list(values), ARRAY(column.type)))
         return column.in_(list(values))
 
-    def _load_buyers(self) -> dict[BuyerKey, _Contact]:
-        """Every buyer the batch names, stored or not (id None) yet."""
-        wanted = {key for key in self.buyer_keys if key is not None}
+    def _load_buyers(self, keys: Iterable[BuyerKey] | None = None) -> dict[BuyerKey, _Contact]:
+        """Every buyer the batch names (or of ``keys``), stored or not (id None) yet."""
+        wanted = set(keys) if keys is not None else {k for k in self.buyer_keys if k is not None}
         contacts = {key: _Contact(None, None, None, None) for key in wanted}
         if not wanted:
             return contacts
@@ -485,7 +524,10 @@ class _Batch:
             )
             # Read back the ids; a concurrent writer may have inserted some of them first,
             # and then its details are the stored ones ours apply to.
-            stored = self._load_buyers()
+            stored = stored | self._load_buyers(
+                (cast(uuid.UUID, row["channel_id"]), cast(str, row["external_id"]))
+                for row in missing
+            )
             written = self._fold(stored, orders)
         changes = [
             {"b_id": c.id, "b_email": c.email, "b_name": c.name, "b_country": c.country}
@@ -541,9 +583,11 @@ class _Batch:
     ) -> list[uuid.UUID]:
         now = utcnow()
         fresh = iter(_new_ids(len(new) + sum(len(self.orders[i].lines) for i in new)))
+        org_id = self.org_id
         ids: list[uuid.UUID] = []
         order_rows: list[dict[str, Any]] = []
         line_rows: list[dict[str, Any]] = []
+        states: list[tuple[uuid.UUID, dict[str, Any]]] = []
         for i in new:
             data = self.orders[i]
             key = self.buyer_keys[i]
@@ -552,7 +596,7 @@ class _Batch:
             ids.append(order_id)
             row: dict[str, Any] = {
                 "id": order_id,
-                "organization_id": self.org_id,
+                "organization_id": org_id,
                 "channel_id": self.channel_ids[i],
                 "external_id": data.external_id,
                 "buyer_id": buyer_id,
@@ -567,37 +611,37 @@ class _Batch:
                 "created_at": now,
                 "updated_at": now,
             }
-            lines = [
-                {
-                    "id": next(fresh),
-                    "organization_id": self.org_id,
-                    "order_id": order_id,
-                    "position": position,
-                    "external_id": line.external_id,
-                    "product_id": products[line.sku][0],
-                    "sku": line.sku,
-                    "title": line.title or products[line.sku][1],
-                    "quantity": line.quantity,
-                    "unit_price_minor": _minor(line.unit_price),
-                    "tax_minor": _minor(line.tax),
-                    "discount_minor": _minor(line.discount),
-                }
-                for position, line in enumerate(data.lines)
-            ]
+            lines: list[dict[str, Any]] = []
+            for position, line in enumerate(data.lines):
+                product_id, title = products[line.sku]
+                lines.append(
+                    {
+                        "id": next(fresh),
+                        "organization_id": org_id,
+                        "order_id": order_id,
+                        "position": position,
+                        "external_id": line.external_id,
+                        "product_id": product_id,
+                        "sku": line.sku,
+                        "title": line.title or title,
+                        "quantity": line.quantity,
+                        "unit_price_minor": _minor(line.unit_price),
+                        "tax_minor": _minor(line.tax),
+                        "discount_minor": _minor(line.discount),
+                    }
+                )
             order_rows.append(row)
             line_rows.extend(lines)
-            view = _Attributes(row | {"lines": [_Attributes(line) for line in lines]})
-            audit.record(
-                self.session,
-                self.actor,
-                subject_type="order",
-                subject_id=order_id,
-                action="order.created",
-                after=_order_state(cast(Order, view)),
-            )
+            states.append((order_id, created_state(row, lines)))
+        # The same order.created event upsert_order records, chained from GENESIS without
+        # a head lookup: each order id was drawn just now.
+        audit.record_created(
+            self.session, self.actor, subject_type="order", action="order.created", created=states
+        )
         # In key order, so two imports of overlapping new orders wait for each other's
         # rows in one order instead of deadlocking.
-        order_rows.sort(key=lambda r: (str(r["channel_id"]), r["external_id"]))
+        channel_names = {row["channel_id"]: str(row["channel_id"]) for row in order_rows}
+        order_rows.sort(key=lambda r: (channel_names[r["channel_id"]], r["external_id"]))
         _insert_rows(self.session, _ORDERS, order_rows)
         _insert_rows(self.session, _LINES, line_rows)
         return ids
