@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from returnguard.orders.models import Buyer, Channel, Order, Product
+from returnguard.orders.models import Buyer, Channel, Order, OrderLine, Product
 
 
 def channel_by_code(session: Session, organization_id: uuid.UUID, code: str) -> Channel | None:
@@ -73,3 +73,21 @@ def order_by_external_id(
     if lock:
         stmt = stmt.with_for_update(of=Order).execution_options(populate_existing=True)
     return session.scalar(stmt)
+
+
+def channel_codes(session: Session, channel_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The codes of many channels in one query (a page of returns shows them)."""
+    ids = list(set(channel_ids))
+    if not ids:
+        return {}
+    rows = session.execute(select(Channel.id, Channel.code).where(Channel.id.in_(ids)))
+    return {channel_id: code for channel_id, code in rows}
+
+
+def line_skus(session: Session, order_line_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The SKUs of many order lines in one query (a page of returns shows them)."""
+    ids = list(set(order_line_ids))
+    if not ids:
+        return {}
+    rows = session.execute(select(OrderLine.id, OrderLine.sku).where(OrderLine.id.in_(ids)))
+    return {line_id: sku for line_id, sku in rows}

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from returnguard.audit import service as audit
@@ -18,10 +18,11 @@ from returnguard.kit.pagination import decode_cursor, encode_cursor
 from returnguard.kit.problem import problem_responses
 from returnguard.kit.schemas import AwareTimestamp, MoneyOut
 from returnguard.kit.storage import FileStore
-from returnguard.orders.models import Channel, OrderLine
+from returnguard.orders import repository as orders_repo
 from returnguard.policies import service as policies
 from returnguard.policies.models import Policy, PolicyVersion
 from returnguard.policies.schemas import DecisionOut
+from returnguard.refunds import repository as refunds_repo
 from returnguard.returns import evidence, service
 from returnguard.returns import repository as repo
 from returnguard.returns.models import Return, Shipment
@@ -70,45 +71,65 @@ def _shipment_out(s: Shipment) -> ShipmentOut:
     )
 
 
-def return_out(session: Session, ret: Return, *, detail: bool = True) -> ReturnOut:
-    """The API view of a return; lists leave out shipments, receipts and inspections."""
-    channel = session.get(Channel, ret.channel_id)
-    skus = {ln.order_line_id: ln for ln in ret.lines}
-    order_lines = {ol.id: ol.sku for ol in (session.get(OrderLine, i) for i in skus) if ol}
-    out = ReturnOut(
-        id=ret.id,
-        number=ret.number,
-        status=ret.status,
-        version=ret.version,
-        order_id=ret.order_id,
-        channel=channel.code if channel else "",
-        currency=ret.currency,
-        buyer_comment=ret.buyer_comment,
-        status_reason=ret.status_reason,
-        offer=ret.offer,
-        lines=[
-            ReturnLineOut(
-                id=ln.id,
-                order_line_id=ln.order_line_id,
-                sku=order_lines.get(ln.order_line_id, ""),
-                reason_code=ln.reason_code,
-                reason_class=ReasonCode(ln.reason_code).reason_class.value,
-                comment=ln.comment,
-                quantities=QuantitiesOut.model_validate(ln),
-            )
-            for ln in ret.lines
-        ],
-        allowed_actions=service.allowed_actions(session, ret, exact=detail),
-        requested_at=ret.requested_at,
-        updated_at=ret.updated_at,
-    )
-    if detail:
-        out.shipments = [_shipment_out(s) for s in repo.shipments(session, ret.id)]
-        out.receipts = [ReceiptOut.model_validate(r) for r in repo.receipts(session, ret.id)]
-        out.inspections = [
-            InspectionOut.model_validate(i) for i in repo.inspections(session, ret.id)
-        ]
-    return out
+def return_out(
+    session: Session, ret: Return, *, detail: bool = True, new: bool = False
+) -> ReturnOut:
+    """The API view of a return; lists leave out shipments, receipts and inspections.
+
+    ``new`` says the return was created in this transaction: nothing can have been
+    shipped, received, inspected or refunded for it yet, so that is not looked up."""
+    return returns_out(session, [ret], detail=detail, new=new)[0]
+
+
+def returns_out(
+    session: Session, rets: Sequence[Return], *, detail: bool = False, new: bool = False
+) -> list[ReturnOut]:
+    """The API views of many returns with a fixed number of queries, whatever their
+    number: channel codes, SKUs and refund counts are each read for all of them at once."""
+    codes = orders_repo.channel_codes(session, (r.channel_id for r in rets))
+    skus = orders_repo.line_skus(session, (ln.order_line_id for r in rets for ln in r.lines))
+    counts = {} if new else refunds_repo.counts_by_return(session, (r.id for r in rets))
+    outs = []
+    for ret in rets:
+        out = ReturnOut(
+            id=ret.id,
+            number=ret.number,
+            status=ret.status,
+            version=ret.version,
+            order_id=ret.order_id,
+            channel=codes.get(ret.channel_id, ""),
+            currency=ret.currency,
+            buyer_comment=ret.buyer_comment,
+            status_reason=ret.status_reason,
+            offer=ret.offer,
+            lines=[
+                ReturnLineOut(
+                    id=ln.id,
+                    order_line_id=ln.order_line_id,
+                    sku=skus.get(ln.order_line_id, ""),
+                    reason_code=ln.reason_code,
+                    reason_class=ReasonCode(ln.reason_code).reason_class.value,
+                    comment=ln.comment,
+                    quantities=QuantitiesOut.model_validate(ln),
+                )
+                for ln in ret.lines
+            ],
+            allowed_actions=service.allowed_actions(
+                session, ret, exact=detail, refunds=counts.get(ret.id, refunds_repo.NONE)
+            ),
+            requested_at=ret.requested_at,
+            updated_at=ret.updated_at,
+        )
+        if detail and new:
+            out.shipments, out.receipts, out.inspections = [], [], []
+        elif detail:
+            out.shipments = [_shipment_out(s) for s in repo.shipments(session, ret.id)]
+            out.receipts = [ReceiptOut.model_validate(r) for r in repo.receipts(session, ret.id)]
+            out.inspections = [
+                InspectionOut.model_validate(i) for i in repo.inspections(session, ret.id)
+            ]
+        outs.append(out)
+    return outs
 
 
 @router.post(
@@ -123,7 +144,7 @@ def create_return(body: ReturnIn, session: SessionDep, actor: Creator) -> Return
     ret = service.create_return(session, actor, body)
     if body.decide:
         ret, _ = service.decide(session, actor, ret.id)
-    return return_out(session, ret)
+    return return_out(session, ret, new=True)
 
 
 @router.post("/{return_id}/decide", response_model=ReturnOut, responses=TRANSITION_ERRORS)
@@ -227,10 +248,9 @@ def list_returns(
     """List returns, newest first, filtered by status, order, channel or request date."""
     channel_id = None
     if channel:
-        from returnguard.orders.repository import channel_by_code
         from returnguard.orders.service import UnknownChannel
 
-        found = channel_by_code(session, actor.organization_id, channel)
+        found = orders_repo.channel_by_code(session, actor.organization_id, channel)
         if found is None:
             # A filter value, not the resource: 422 naming it (404 is not documented here).
             raise UnknownChannel.field("channel", f"no channel with code {channel!r}")
@@ -247,12 +267,8 @@ def list_returns(
         limit=limit + 1,
     )
     page = rows[:limit]
-    # One query for every order line on the page, instead of one per return line.
-    line_ids = {ln.order_line_id for r in page for ln in r.lines}
-    if line_ids:
-        session.scalars(select(OrderLine).where(OrderLine.id.in_(line_ids))).all()
     return ReturnPage(
-        items=[return_out(session, r, detail=False) for r in page],
+        items=returns_out(session, page),
         next_cursor=encode_cursor(page[-1].requested_at, page[-1].id)
         if len(rows) > limit
         else None,

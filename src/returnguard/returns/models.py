@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -22,24 +23,46 @@ class Return(Base):
     """An RMA. `status` is the workflow position; line quantities are the truth."""
 
     __tablename__ = "returns"
-    __table_args__ = (UniqueConstraint("organization_id", "number"),)
+    # The list's filters, each ending in its keyset order (requested_at, id): a page is a
+    # range scan of the index that stops after `limit` rows, never a sort of every match.
+    # A list by order reads the order's few returns through ix_returns_order_id.
+    __table_args__ = (
+        UniqueConstraint("organization_id", "number"),
+        Index("ix_returns_org_requested", "organization_id", "requested_at", "id"),
+        Index("ix_returns_org_status_requested", "organization_id", "status", "requested_at", "id"),
+        Index(
+            "ix_returns_org_channel_requested",
+            "organization_id",
+            "channel_id",
+            "requested_at",
+            "id",
+        ),
+        Index(
+            "ix_returns_org_channel_status_requested",
+            "organization_id",
+            "channel_id",
+            "status",
+            "requested_at",
+            "id",
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+        ForeignKey("organizations.id", ondelete="CASCADE")
     )
     number: Mapped[str] = mapped_column(String(32))
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), index=True)
     channel_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("channels.id"), index=True)
     buyer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("buyers.id"), nullable=True)
-    status: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(32))
     # Bumped on every transition; lets clients and the conditional UPDATE detect races.
     version: Mapped[int] = mapped_column(Integer, default=1)
     currency: Mapped[str] = mapped_column(String(3))
     buyer_comment: Mapped[str] = mapped_column(Text, default="")
     status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     offer: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
-    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     lines: Mapped[list[ReturnLine]] = relationship(
@@ -62,7 +85,10 @@ class ReturnLine(Base):
     organization_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
-    return_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"))
+    # Indexed: every view of a return, and every page of them, loads its lines by it.
+    return_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("returns.id", ondelete="CASCADE"), index=True
+    )
     order_line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("order_lines.id"), index=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
     reason_code: Mapped[str] = mapped_column(String(32))

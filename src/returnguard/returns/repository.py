@@ -6,8 +6,21 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, case, exists, func, or_, select, update
-from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy import (
+    Select,
+    and_,
+    bindparam,
+    case,
+    event,
+    exists,
+    func,
+    inspect,
+    or_,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.orm import Session, SessionTransaction, aliased, selectinload
 
 from returnguard.domain.returns import ReturnStatus
 from returnguard.returns.models import Inspection, Receipt, Return, ReturnLine, Shipment
@@ -23,13 +36,7 @@ UNDECIDED = (
 )
 
 
-def claimed_quantities(
-    session: Session, order_line_ids: Iterable[uuid.UUID]
-) -> dict[uuid.UUID, int]:
-    """Units of each order line already taken by returns that still hold them."""
-    ids = list(order_line_ids)
-    if not ids:
-        return {}
+def _claimed_statement() -> Select[uuid.UUID, int]:
     # A dispute can be opened before any decision. Until a decision has approved some
     # units (every decision approves at least one), the requested ones stay held.
     other = aliased(ReturnLine)
@@ -44,16 +51,30 @@ def claimed_quantities(
         ),
         else_=ReturnLine.approved,
     )
-    stmt = (
+    return (
         select(ReturnLine.order_line_id, func.coalesce(func.sum(held), 0))
         .join(Return, Return.id == ReturnLine.return_id)
         .where(
-            ReturnLine.order_line_id.in_(ids),
+            ReturnLine.order_line_id.in_(bindparam("order_line_ids", expanding=True)),
             Return.status.not_in([s.value for s in RELEASED]),
         )
         .group_by(ReturnLine.order_line_id)
     )
-    found = {row[0]: int(row[1]) for row in session.execute(stmt)}
+
+
+# Built once: every return request and order view asks it, and building it costs more
+# CPU than the database spends answering it.
+_CLAIMED = _claimed_statement()
+
+
+def claimed_quantities(
+    session: Session, order_line_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """Units of each order line already taken by returns that still hold them."""
+    ids = list(order_line_ids)
+    if not ids:
+        return {}
+    found = {row[0]: int(row[1]) for row in session.execute(_CLAIMED, {"order_line_ids": ids})}
     return {i: found.get(i, 0) for i in ids}
 
 
@@ -66,9 +87,53 @@ def referenced_order_lines(session: Session, order_line_ids: Iterable[uuid.UUID]
     return set(session.scalars(stmt))
 
 
+# Returns this transaction holds the row lock of (it locked or inserted them): locking
+# one again would only repeat the query, since nobody else can have changed it since.
+_LOCKED = "returnguard.returns.locked"
+
+
+def _locked(session: Session) -> set[uuid.UUID]:
+    held: set[uuid.UUID] = session.info.setdefault(_LOCKED, set())
+    return held
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_locks(session: Session, transaction: SessionTransaction) -> None:
+    # The transaction's end, or a savepoint's (a rolled-back savepoint releases the locks
+    # taken in it), so the next lock is taken and read again; a flush's own inner
+    # transaction changes nothing.
+    if transaction.parent is None or transaction.nested:
+        session.info.pop(_LOCKED, None)
+
+
+def hold_lock(session: Session, ret: Return) -> None:
+    """Record that this transaction holds the row lock of ``ret`` (it inserted it)."""
+    _locked(session).add(ret.id)
+
+
+def _loaded(session: Session, organization_id: uuid.UUID, return_id: uuid.UUID) -> Return | None:
+    """The return as this session already holds it, lines and all, if it does."""
+    found = session.identity_map.get(Session.identity_key(Return, return_id))
+    if not isinstance(found, Return):
+        return None
+    state = inspect(found)
+    if state.expired_attributes or "lines" in state.unloaded:
+        return None
+    return found if found.organization_id == organization_id else None
+
+
 def get(
     session: Session, organization_id: uuid.UUID, return_id: uuid.UUID, *, lock: bool = False
 ) -> Return | None:
+    """The return with its lines; ``lock`` takes its row lock for this transaction and
+    reads it afresh, unless this transaction holds the lock already.
+
+    A copy the session holds is used as it is: a query would not refresh it anyway (the
+    session keeps what it loaded), and a held lock means nobody else changed the row."""
+    if not lock or return_id in session.info.get(_LOCKED, ()):
+        held = _loaded(session, organization_id, return_id)
+        if held is not None:
+            return held
     stmt = (
         select(Return)
         .where(Return.id == return_id, Return.organization_id == organization_id)
@@ -76,7 +141,10 @@ def get(
     )
     if lock:
         stmt = stmt.with_for_update(of=Return).execution_options(populate_existing=True)
-    return session.scalar(stmt)
+    ret = session.scalar(stmt)
+    if lock and ret is not None:
+        _locked(session).add(ret.id)
+    return ret
 
 
 def number_taken(session: Session, organization_id: uuid.UUID, number: str) -> bool:
@@ -115,28 +183,49 @@ def list_returns(
     after: tuple[datetime, uuid.UUID] | None = None,
     limit: int = 50,
 ) -> list[Return]:
-    stmt = (
-        select(Return)
-        .where(Return.organization_id == organization_id)
-        .options(selectinload(Return.lines))
-        .order_by(Return.requested_at.desc(), Return.id.desc())
-        .limit(limit)
-    )
-    if statuses:
-        stmt = stmt.where(Return.status.in_(statuses))
+    """Newest first by (requested_at, id); ``after`` is the pair of the last return seen.
+
+    Every filter is a range of one of the returns' composite indexes, read in the
+    keyset order, so a page costs its own rows, however many returns match."""
+    where = [Return.organization_id == organization_id]
     if order_id:
-        stmt = stmt.where(Return.order_id == order_id)
+        where.append(Return.order_id == order_id)
     if channel_id:
-        stmt = stmt.where(Return.channel_id == channel_id)
+        where.append(Return.channel_id == channel_id)
     if requested_from:
-        stmt = stmt.where(Return.requested_at >= requested_from)
+        where.append(Return.requested_at >= requested_from)
     if requested_to:
-        stmt = stmt.where(Return.requested_at < requested_to)
+        where.append(Return.requested_at < requested_to)
     if after:
         at, rid = after
-        stmt = stmt.where(
-            (Return.requested_at < at) | ((Return.requested_at == at) & (Return.id < rid))
-        )
+        # The first term bounds the index range; the second skips the ties already seen.
+        where.append(Return.requested_at <= at)
+        where.append(or_(Return.requested_at < at, Return.id < rid))
+    newest_first = (Return.requested_at.desc(), Return.id.desc())
+    wanted = list(dict.fromkeys(statuses))
+    if len(wanted) > 1 and order_id is None:
+        # Several statuses are several ranges of the index: an IN over them would come
+        # back out of order and be sorted whole. Each status gives its own first `limit`
+        # rows instead, and the page is the newest of those.
+        branches = [
+            select(Return.id)
+            .where(*where, Return.status == status)
+            .order_by(*newest_first)
+            .limit(limit)
+            .subquery()
+            for status in wanted
+        ]
+        ids = union_all(*(select(b.c.id) for b in branches))
+        where = [Return.id.in_(ids)]
+    elif wanted:
+        where.append(Return.status.in_(wanted))
+    stmt = (
+        select(Return)
+        .where(*where)
+        .options(selectinload(Return.lines))
+        .order_by(*newest_first)
+        .limit(limit)
+    )
     return list(session.scalars(stmt))
 
 

@@ -39,7 +39,9 @@ from returnguard.orders import repository as orders_repo
 from returnguard.outbox.service import publish_webhook_event
 from returnguard.policies import service as policies
 from returnguard.policies.service import Decided
+from returnguard.refunds import repository as refunds_repo
 from returnguard.refunds.models import FREED, GRANTED, PENDING, Refund
+from returnguard.refunds.repository import RefundCounts
 from returnguard.returns import repository as repo
 from returnguard.returns.models import Inspection, Receipt, Return, ReturnLine, Shipment
 from returnguard.returns.schemas import (
@@ -181,6 +183,8 @@ def create_return(session: Session, actor: Actor, data: ReturnIn) -> Return:
         )
     session.add(ret)
     session.flush()
+    # Nobody else can see, let alone lock, a row this transaction inserted.
+    repo.hold_lock(session, ret)
     audit.record(
         session,
         actor,
@@ -259,28 +263,33 @@ def _unsettled_refunds(session: Session, return_id: uuid.UUID) -> int:
     )
 
 
-def allowed_actions(session: Session, ret: Return, *, exact: bool = True) -> list[str]:
+def allowed_actions(
+    session: Session, ret: Return, *, exact: bool = True, refunds: RefundCounts | None = None
+) -> list[str]:
     """What the return can do now, by API name; never an action its state would refuse.
 
     ``exact`` asks the refund guard whether any unit can be refunded now; without it (in
     lists) ``refunds`` is offered only for units that passed inspection and are unpaid,
-    which the guard always allows."""
+    which the guard always allows. ``refunds`` are the return's refund counts when the
+    caller read them already (a page reads them for all its returns at once)."""
     # Imported here: the refund service builds on this module.
-    from returnguard.refunds import service as refunds
+    from returnguard.refunds import service as refund_service
 
     status = ReturnStatus(ret.status)
     lines = [_quantities(ln) for ln in ret.lines]
     if exact:
-        can_refund = refunds.can_refund(session, ret)
+        can_refund = refund_service.can_refund(session, ret)
     else:
-        can_refund = status in refunds.REFUNDABLE_STATES and any(
+        can_refund = status in refund_service.REFUNDABLE_STATES and any(
             q.passed > q.refunded for q in lines
         )
+    if refunds is None:
+        refunds = refunds_repo.counts_by_return(session, [ret.id]).get(ret.id, refunds_repo.NONE)
     return lifecycle.available_actions(
         status,
         lines,
-        live_refunds=bool(_live_refunds(session, ret.id)),
-        unsettled_refunds=bool(_unsettled_refunds(session, ret.id)),
+        live_refunds=bool(refunds.live),
+        unsettled_refunds=bool(refunds.unsettled),
         can_refund=can_refund,
     )
 
