@@ -26,6 +26,10 @@ from returnguard.config import Settings
 from returnguard.kit.db import Base, Database
 from returnguard.kit.migrate import upgrade
 
+# The tests' webhook receivers and fake providers listen on loopback, which production
+# refuses (kit/egress.py); tests of that refusal pass their own, stricter settings.
+os.environ.setdefault("RETURNGUARD_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8,::1")
+
 PG_ADMIN_URL = os.environ.get(
     "RETURNGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

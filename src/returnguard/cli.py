@@ -37,6 +37,10 @@ report_app = typer.Typer(help="Money reports from the cost ledger.", no_args_is_
 app.add_typer(report_app, name="report")
 app.add_typer(fx_app, name="fx")
 app.add_typer(refunds_app, name="refunds")
+webhooks_app = typer.Typer(
+    help="Webhook endpoints: list, disable, enable, delete.", no_args_is_help=True
+)
+app.add_typer(webhooks_app, name="webhooks")
 
 console = Console(stderr=True)
 DatabaseOpt = Annotated[
@@ -292,15 +296,15 @@ def refunds_reconcile(
     """List every provider refund whose state here differs from the provider's.
 
     Exits 1 when a mismatch is left that a person must look at."""
-    import httpx
-
+    from returnguard.kit.egress import Egress, guarded_client
     from returnguard.refunds.sender import reconcile
 
     wanted = _parse_id(organization) if organization else None
     settings = _settings(database_url)
     db = Database(settings.database_url)
     try:
-        with httpx.Client(timeout=settings.webhook_timeout_seconds) as http:
+        egress = Egress.from_settings(settings)
+        with guarded_client(egress, timeout=settings.webhook_timeout_seconds) as http:
             checked, mismatches = reconcile(
                 db,
                 http,
@@ -508,6 +512,75 @@ def fx_import(
     )
     if summary.skipped_currencies:
         typer.echo(f"skipped retired currencies: {', '.join(summary.skipped_currencies)}")
+
+
+OrgOpt = Annotated[str, typer.Option("--org", help="Organization id")]
+
+
+@webhooks_app.command("list")
+def webhooks_list(org: OrgOpt, database_url: DatabaseOpt = None) -> None:
+    """Every webhook endpoint of the organization: id, state, URL, event types."""
+    from returnguard.outbox import service as outbox
+
+    organization_id = _parse_id(org)
+    db = Database(_settings(database_url).database_url)
+    try:
+        with db.session(read_only=True) as session:
+            for e in outbox.list_endpoints(session, organization_id):
+                state = "active" if e.active else "disabled"
+                typer.echo(f"{e.id}  {state:8}  {e.url}  {','.join(e.event_types)}")
+    finally:
+        db.dispose()
+
+
+def _change_endpoint(org: str, endpoint: str, database_url: str | None, change: str) -> None:
+    from returnguard.auth.actor import Actor
+    from returnguard.errors import ReturnGuardError
+    from returnguard.kit.egress import Egress
+    from returnguard.outbox import service as outbox
+
+    organization_id = _parse_id(org)
+    endpoint_id = _parse_id(endpoint, "ENDPOINT", "an endpoint id")
+    settings = _settings(database_url)
+    db = Database(settings.database_url)
+    actor = Actor.system(organization_id, "cli")
+    try:
+        with db.session() as session:
+            if change == "delete":
+                dropped = outbox.delete_endpoint(session, actor, endpoint_id)
+            else:
+                _, dropped = outbox.update_endpoint(
+                    session,
+                    actor,
+                    endpoint_id,
+                    egress=Egress.from_settings(settings),
+                    active=change == "enable",
+                )
+    except ReturnGuardError as exc:
+        console.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
+    done = {"delete": "deleted", "enable": "enabled", "disable": "disabled"}[change]
+    typer.echo(f"webhook endpoint {endpoint_id} {done}; {dropped} queued message(s) not delivered")
+
+
+@webhooks_app.command("disable")
+def webhooks_disable(endpoint: str, org: OrgOpt, database_url: DatabaseOpt = None) -> None:
+    """Stop delivering to an endpoint, including what is already queued for it."""
+    _change_endpoint(org, endpoint, database_url, "disable")
+
+
+@webhooks_app.command("enable")
+def webhooks_enable(endpoint: str, org: OrgOpt, database_url: DatabaseOpt = None) -> None:
+    """Deliver to a disabled endpoint again (events from now on)."""
+    _change_endpoint(org, endpoint, database_url, "enable")
+
+
+@webhooks_app.command("delete")
+def webhooks_delete(endpoint: str, org: OrgOpt, database_url: DatabaseOpt = None) -> None:
+    """Remove an endpoint and its delivery log; nothing queued for it is delivered."""
+    _change_endpoint(org, endpoint, database_url, "delete")
 
 
 def _parse_id(value: str, what: str = "--org", kind: str = "an organization id") -> uuid.UUID:

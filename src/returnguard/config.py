@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from returnguard.kit.egress import parse_networks
 
 
 def default_database_url() -> str:
@@ -39,6 +42,13 @@ class Settings(BaseSettings):
         description="Key that signs event checkpoints: at least 32 random characters "
         "(`returnguard events keygen`); unset, checkpoints are unsigned",
     )
+    # Networks outbound calls (webhooks, refund providers) may reach besides the public
+    # internet: none in production; loopback for local development and the tests.
+    outbound_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated networks (CIDR) that webhook and provider URLs may "
+        "point at besides public addresses, e.g. 127.0.0.0/8,::1",
+    )
     # Every outbox worker (`returnguard worker`, or the API's own thread on SQLite) seals
     # new chain heads this often; 0 leaves it to `returnguard events checkpoint` (cron).
     checkpoint_interval_seconds: int = Field(
@@ -47,6 +57,18 @@ class Settings(BaseSettings):
         le=86_400,
         description="How often workers seal the event log's new chain heads (0: never)",
     )
+
+    @field_validator("outbound_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list):
+            try:
+                parse_networks(str(v) for v in value)
+            except ValueError as exc:
+                raise ValueError(f"outbound_allowed_networks: {exc}") from None
+        return value
 
     @field_validator("database_url")
     @classmethod

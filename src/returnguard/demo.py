@@ -37,6 +37,7 @@ from returnguard.domain.reasons import ReasonClass, ReasonCode
 from returnguard.domain.returns import ReturnAction, ReturnStatus
 from returnguard.fx import service as fx
 from returnguard.kit.db import Database
+from returnguard.kit.egress import Egress
 from returnguard.kit.schemas import MoneyIn
 from returnguard.orders import service as orders
 from returnguard.orders.models import Order, OrderLine
@@ -571,6 +572,7 @@ def _setup(session: Session, org_id: uuid.UUID) -> Staff:
         url="https://webhooks.demo-outdoor.invalid/returnguard",
         event_types=["*"],
         description="Demo subscriber (unreachable on purpose; replace with your receiver)",
+        egress=Egress(),
     )
     return staff
 

@@ -77,7 +77,11 @@ def serving(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> It
     """``returnguard serve --host 127.0.0.1 --port <free> *args``, up and answering /healthz."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("RETURNGUARD_")}
-    environment |= {"RETURNGUARD_STORAGE_DIR": str(tmp_path / "files")} | (env or {})
+    environment |= {
+        "RETURNGUARD_STORAGE_DIR": str(tmp_path / "files"),
+        # The tests' receivers listen on loopback (refused in production: kit/egress.py).
+        "RETURNGUARD_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8,::1",
+    } | (env or {})
     log_file = tmp_path / f"serve-{port}.log"
     with log_file.open("wb") as out:
         process = subprocess.Popen(

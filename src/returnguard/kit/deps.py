@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from returnguard.auth.permissions import Permission
 from returnguard.auth.service import Actor, authenticate
 from returnguard.kit.db import Database
+from returnguard.kit.egress import Egress
 
 
 def get_database(request: Request) -> Database:
@@ -37,6 +38,14 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_egress(request: Request) -> Egress:
+    """Where the seller's URLs may point, from the app's settings."""
+    return Egress.from_settings(request.app.state.settings)
+
+
+EgressDep = Annotated[Egress, Depends(get_egress)]
 
 
 def get_actor(

@@ -4,12 +4,13 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
 from pydantic import Field
 
 from returnguard.auth.permissions import Permission
 from returnguard.auth.service import Actor
-from returnguard.kit.deps import SessionDep, require
+from returnguard.errors import InvalidInput
+from returnguard.kit.deps import EgressDep, SessionDep, require
 from returnguard.kit.problem import problem_responses
 from returnguard.kit.schemas import OutModel, StrictModel
 from returnguard.outbox import service
@@ -23,6 +24,19 @@ class EndpointIn(StrictModel):
     url: str = Field(max_length=2000, examples=["https://example.com/returnguard"])
     event_types: list[str] = Field(min_length=1, examples=[list(EVENT_TYPES)])
     description: str = Field(default="", max_length=500)
+
+
+class EndpointPatch(StrictModel):
+    """What to change; fields left out stay as they are."""
+
+    active: bool | None = Field(
+        default=None,
+        description="false: stop delivering, including what is already queued; true: resume "
+        "with the events from now on",
+    )
+    url: str | None = Field(default=None, max_length=2000)
+    event_types: list[str] | None = Field(default=None, min_length=1)
+    description: str | None = Field(default=None, max_length=500)
 
 
 class EndpointOut(OutModel):
@@ -56,7 +70,9 @@ class DeliveryOut(OutModel):
     response_model=EndpointCreated,
     responses=problem_responses(401, 403, 422),
 )
-def create_endpoint(body: EndpointIn, session: SessionDep, actor: Admin) -> EndpointCreated:
+def create_endpoint(
+    body: EndpointIn, session: SessionDep, actor: Admin, egress: EgressDep
+) -> EndpointCreated:
     """Register a URL to receive signed webhook events (`ReturnGuard-Signature` header)."""
     endpoint = service.create_endpoint(
         session,
@@ -64,6 +80,7 @@ def create_endpoint(body: EndpointIn, session: SessionDep, actor: Admin) -> Endp
         url=body.url,
         event_types=body.event_types,
         description=body.description,
+        egress=egress,
     )
     return EndpointCreated.model_validate(endpoint)
 
@@ -74,6 +91,62 @@ def list_endpoints(session: SessionDep, actor: Admin) -> list[EndpointOut]:
         EndpointOut.model_validate(e)
         for e in service.list_endpoints(session, actor.organization_id)
     ]
+
+
+@router.get(
+    "/endpoints/{endpoint_id}",
+    response_model=EndpointOut,
+    responses=problem_responses(401, 403, 404),
+)
+def get_endpoint(endpoint_id: uuid.UUID, session: SessionDep, actor: Admin) -> EndpointOut:
+    return EndpointOut.model_validate(
+        service.get_endpoint(session, actor.organization_id, endpoint_id)
+    )
+
+
+@router.patch(
+    "/endpoints/{endpoint_id}",
+    response_model=EndpointOut,
+    responses=problem_responses(401, 403, 404, 422),
+)
+def update_endpoint(
+    endpoint_id: uuid.UUID,
+    body: EndpointPatch,
+    session: SessionDep,
+    actor: Admin,
+    egress: EgressDep,
+    response: Response,
+) -> EndpointOut:
+    """Disable or re-enable an endpoint, or change its URL, event types or description.
+    Disabling also stops what is already queued for it (those messages are not
+    delivered; `Undelivered-Messages` says how many)."""
+    if not body.model_fields_set:
+        raise InvalidInput("say what to change: active, url, event_types or description")
+    endpoint, dropped = service.update_endpoint(
+        session,
+        actor,
+        endpoint_id,
+        egress=egress,
+        active=body.active,
+        url=body.url,
+        event_types=body.event_types,
+        description=body.description,
+    )
+    response.headers["Undelivered-Messages"] = str(dropped)
+    return EndpointOut.model_validate(endpoint)
+
+
+@router.delete(
+    "/endpoints/{endpoint_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403, 404),
+)
+def delete_endpoint(endpoint_id: uuid.UUID, session: SessionDep, actor: Admin) -> Response:
+    """Remove an endpoint with its delivery log; nothing queued for it is delivered."""
+    dropped = service.delete_endpoint(session, actor, endpoint_id)
+    return Response(
+        status_code=status.HTTP_204_NO_CONTENT, headers={"Undelivered-Messages": str(dropped)}
+    )
 
 
 @router.get(

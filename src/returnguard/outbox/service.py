@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from returnguard.audit import service as audit
@@ -21,6 +21,7 @@ from returnguard.audit.service import jsonable
 from returnguard.auth.actor import Actor
 from returnguard.errors import InvalidInput, NotFound
 from returnguard.kit.db import utcnow
+from returnguard.kit.egress import Egress
 from returnguard.outbox.models import OutboxMessage, WebhookDelivery, WebhookEndpoint
 
 WEBHOOK_TOPIC = "webhook.deliver"
@@ -78,7 +79,7 @@ def backoff(attempt: int) -> timedelta:
     return timedelta(seconds=min(10 * 2 ** (attempt - 1), 6 * 3600))
 
 
-def _check_url(url: str) -> str:
+def _check_url(url: str, egress: Egress) -> str:
     """Accept an absolute http(s) URL with a host that the worker's HTTP client can use.
 
     A malformed URL (bad IPv6 literal, port out of range, spaces or control characters)
@@ -95,7 +96,19 @@ def _check_url(url: str) -> str:
         raise InvalidInput.field("url", message) from None
     if parts.scheme not in {"http", "https"} or not parsed.host:
         raise InvalidInput.field("url", message)
+    egress.check_url(url, "url")
     return url
+
+
+def _check_event_types(event_types: list[str]) -> list[str]:
+    unknown = [t for t in event_types if t not in EVENT_TYPES and t != "*"]
+    if unknown:
+        raise InvalidInput.field(
+            "event_types", f"unknown event type(s) {unknown}; known: {list(EVENT_TYPES)} or '*'"
+        )
+    if not event_types:
+        raise InvalidInput.field("event_types", "subscribe to at least one event type")
+    return list(dict.fromkeys(event_types))
 
 
 def create_endpoint(
@@ -105,19 +118,14 @@ def create_endpoint(
     url: str,
     event_types: list[str],
     description: str = "",
+    egress: Egress,
 ) -> WebhookEndpoint:
-    unknown = [t for t in event_types if t not in EVENT_TYPES and t != "*"]
-    if unknown:
-        raise InvalidInput.field(
-            "event_types", f"unknown event type(s) {unknown}; known: {list(EVENT_TYPES)} or '*'"
-        )
-    if not event_types:
-        raise InvalidInput.field("event_types", "subscribe to at least one event type")
+    """Register a webhook endpoint; its URL must lead to an address we may call."""
     endpoint = WebhookEndpoint(
         organization_id=actor.organization_id,
-        url=_check_url(url),
+        url=_check_url(url, egress),
         secret="whsec_" + secrets.token_urlsafe(32),
-        event_types=list(dict.fromkeys(event_types)),
+        event_types=_check_event_types(event_types),
         description=description,
     )
     session.add(endpoint)
@@ -137,14 +145,103 @@ def create_endpoint(
     return endpoint
 
 
-def get_endpoint(
-    session: Session, organization_id: uuid.UUID, endpoint_id: uuid.UUID
-) -> WebhookEndpoint:
-    endpoint = session.scalar(
-        select(WebhookEndpoint).where(
-            WebhookEndpoint.id == endpoint_id, WebhookEndpoint.organization_id == organization_id
+def _endpoint_state(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return {
+        "url": endpoint.url,
+        "event_types": list(endpoint.event_types),
+        "description": endpoint.description,
+        "active": endpoint.active,
+    }
+
+
+def _drop_queued(session: Session, endpoint: WebhookEndpoint, why: str) -> int:
+    """Messages queued for ``endpoint`` and not yet delivered are not delivered (dead,
+    saying why); returns how many."""
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.organization_id == endpoint.organization_id,
+            OutboxMessage.topic == WEBHOOK_TOPIC,
+            OutboxMessage.status == "pending",
+            OutboxMessage.payload["endpoint_id"].as_string() == str(endpoint.id),
         )
+        .values(status="dead", last_error=why, locked_until=None)
+        .execution_options(synchronize_session=False)
     )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def update_endpoint(
+    session: Session,
+    actor: Actor,
+    endpoint_id: uuid.UUID,
+    *,
+    egress: Egress,
+    active: bool | None = None,
+    url: str | None = None,
+    event_types: list[str] | None = None,
+    description: str | None = None,
+) -> tuple[WebhookEndpoint, int]:
+    """Change an endpoint; disabling it also stops the messages already queued for it.
+    Returns (endpoint, messages that will not be delivered)."""
+    endpoint = get_endpoint(session, actor.organization_id, endpoint_id, lock=True)
+    before = _endpoint_state(endpoint)
+    if url is not None:
+        endpoint.url = _check_url(url, egress)
+    if event_types is not None:
+        endpoint.event_types = _check_event_types(event_types)
+    if description is not None:
+        endpoint.description = description
+    if active is not None:
+        endpoint.active = active
+    after = _endpoint_state(endpoint)
+    dropped = 0
+    if before["active"] and not endpoint.active:
+        dropped = _drop_queued(session, endpoint, "endpoint disabled")
+    if after != before:
+        session.flush()
+        audit.record(
+            session,
+            actor,
+            subject_type="webhook_endpoint",
+            subject_id=endpoint.id,
+            action="webhook_endpoint.updated",
+            before=before,
+            after=after,
+            data={"undelivered": dropped} if dropped else None,
+        )
+    return endpoint, dropped
+
+
+def delete_endpoint(session: Session, actor: Actor, endpoint_id: uuid.UUID) -> int:
+    """Remove an endpoint and its delivery log; what was queued for it is not delivered.
+    Returns how many queued messages will not be delivered."""
+    endpoint = get_endpoint(session, actor.organization_id, endpoint_id, lock=True)
+    before = _endpoint_state(endpoint)
+    dropped = _drop_queued(session, endpoint, "endpoint deleted")
+    session.delete(endpoint)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        subject_type="webhook_endpoint",
+        subject_id=endpoint_id,
+        action="webhook_endpoint.deleted",
+        before=before,
+        data={"undelivered": dropped} if dropped else None,
+    )
+    return dropped
+
+
+def get_endpoint(
+    session: Session, organization_id: uuid.UUID, endpoint_id: uuid.UUID, *, lock: bool = False
+) -> WebhookEndpoint:
+    stmt = select(WebhookEndpoint).where(
+        WebhookEndpoint.id == endpoint_id, WebhookEndpoint.organization_id == organization_id
+    )
+    if lock:
+        stmt = stmt.with_for_update()
+    endpoint = session.scalar(stmt)
     if endpoint is None:
         raise NotFound(f"webhook endpoint {endpoint_id} not found")
     return endpoint

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from returnguard.audit.checkpoints import CheckpointSchedule
 from returnguard.config import Settings
 from returnguard.kit.db import Database, utcnow
+from returnguard.kit.egress import Egress, guarded_client
 from returnguard.outbox.handlers import Handler, HandlerContext, Handlers, Outcome
 from returnguard.outbox.models import OutboxMessage
 from returnguard.outbox.service import backoff
@@ -70,7 +71,10 @@ class Worker:
         self.db = db
         self.settings = settings
         self._owns_http = http is None
-        self.http = http or httpx.Client(timeout=settings.webhook_timeout_seconds)
+        # Every call goes to a URL a seller gave us: through the egress check.
+        self.http = http or guarded_client(
+            Egress.from_settings(settings), timeout=settings.webhook_timeout_seconds
+        )
         self.batch_size = batch_size
         self.worker_id = uuid.uuid4().hex[:8]
         self.handlers: dict[str, Handler] = handlers.bind(

@@ -14,6 +14,7 @@ from returnguard.audit import service as audit
 from returnguard.auth.actor import Actor
 from returnguard.auth.models import Organization
 from returnguard.errors import Conflict, InvalidInput, NotFound
+from returnguard.kit.egress import Egress
 from returnguard.orders.models import Channel
 from returnguard.refunds.models import RefundProvider
 from returnguard.refunds.providers import check_config
@@ -27,10 +28,14 @@ def create_provider(
     kind: str,
     settings: dict[str, Any],
     credentials: dict[str, Any],
+    egress: Egress,
 ) -> RefundProvider:
+    """Connect a payment account; a ``base_url`` must lead to an address we may call."""
     if name == "manual":
         raise InvalidInput.field("name", "'manual' is the built-in manual provider")
     clean, secrets = check_config(kind, settings, credentials)
+    if "base_url" in clean:
+        egress.check_url(clean["base_url"], "settings.base_url")
     provider = RefundProvider(
         organization_id=actor.organization_id,
         name=name,

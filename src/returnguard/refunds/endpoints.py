@@ -9,7 +9,7 @@ from returnguard.auth.models import Organization
 from returnguard.auth.permissions import Permission
 from returnguard.auth.service import Actor
 from returnguard.errors import InvalidInput
-from returnguard.kit.deps import Reader, SessionDep, require
+from returnguard.kit.deps import EgressDep, Reader, SessionDep, require
 from returnguard.kit.problem import problem_responses
 from returnguard.kit.schemas import MoneyOut
 from returnguard.refunds import accounts, service
@@ -89,7 +89,8 @@ def create_refund(
 
     Send an `Idempotency-Key`: a retry with the same key and body returns the same refund
     (200), never a second one; the same key with another body is a 422."""
-    get_return(session, actor.organization_id, return_id)
+    # Kept referenced: the session holds loaded rows weakly, and the service reuses this.
+    _ret = get_return(session, actor.organization_id, return_id)
     if not idempotency_key or not idempotency_key.strip():
         raise InvalidInput.field("Idempotency-Key", "send a unique key per refund in this header")
     refund, created = service.create_refund(
@@ -170,7 +171,9 @@ def provider_out(p: RefundProvider) -> ProviderOut:
     status_code=status.HTTP_201_CREATED,
     responses=problem_responses(401, 403, 409, 422),
 )
-def create_provider(body: ProviderIn, session: SessionDep, actor: Configurer) -> ProviderOut:
+def create_provider(
+    body: ProviderIn, session: SessionDep, actor: Configurer, egress: EgressDep
+) -> ProviderOut:
     """Connect a payment account refunds are paid through: `shopify`, `stripe`, `paypal`
     or a named `manual` one. Credentials are stored and never shown again."""
     return provider_out(
@@ -181,6 +184,7 @@ def create_provider(body: ProviderIn, session: SessionDep, actor: Configurer) ->
             kind=body.kind,
             settings=body.settings,
             credentials=body.credentials,
+            egress=egress,
         )
     )
 
