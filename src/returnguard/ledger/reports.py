@@ -44,6 +44,7 @@ from returnguard.domain import ledger as rules
 from returnguard.domain.ledger import Figures
 from returnguard.kit.db import Database
 from returnguard.kit.money import Money, minor_digits
+from returnguard.kit.spreadsheet import csv_text, xml_text
 from returnguard.ledger import repository as repo
 
 
@@ -252,8 +253,9 @@ _CHUNK = 64 * 1024
 
 
 def csv_cells(line: list[str | Decimal]) -> list[str]:
-    """A table line as CSV cells: amounts as plain decimals (``105.00``)."""
-    return [format(v, "f") if isinstance(v, Decimal) else v for v in line]
+    """A table line as CSV cells: amounts as plain decimals (``105.00``), text that a
+    spreadsheet would run as a formula neutralised (kit/spreadsheet.py)."""
+    return [format(v, "f") if isinstance(v, Decimal) else csv_text(v) for v in line]
 
 
 def net_profit_csv(report: NetProfitReport) -> Iterator[str]:
@@ -287,7 +289,8 @@ class NetProfitXlsx:
     def _cell(self, sheet: Any, value: object, *, number: bool = False) -> Any:
         from openpyxl.cell import WriteOnlyCell
 
-        cell = WriteOnlyCell(sheet, value=value)
+        # A character XML cannot carry would corrupt the file (openpyxl refuses it).
+        cell = WriteOnlyCell(sheet, value=xml_text(value) if isinstance(value, str) else value)
         if number:
             cell.number_format = self._number_format
         elif isinstance(value, str):

@@ -37,6 +37,7 @@ from typing import Any
 from returnguard.domain.policy.document import FeeApplies, RestockingFee
 from returnguard.domain.policy.engine import CompiledPolicy, Outcome, ReturnFacts, evaluate
 from returnguard.kit.money import minor_digits
+from returnguard.kit.spreadsheet import csv_text
 
 DEFAULT_KEEP_ROWS = 10_000
 _MINOR_CACHE_SIZE = 1 << 20  # distinct amounts per currency remembered in minor units
@@ -229,7 +230,7 @@ class BacktestReport:
                     format(r.value, "f"),
                     "" if r.actual is None else r.actual.value,
                     r.draft.value,
-                    "; ".join(r.reasons),
+                    csv_text("; ".join(r.reasons)),
                 ]
             )
         return out.getvalue()
