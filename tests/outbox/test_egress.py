@@ -90,7 +90,14 @@ def test_a_network_listed_in_the_setting_may_be_called(api: Api, receiver: Recei
 
 
 @pytest.mark.parametrize(
-    "base_url", ["https://169.254.169.254/", "https://10.0.0.5/v1", "https://localhost/"]
+    "base_url",
+    [
+        "https://169.254.169.254/",
+        "https://10.0.0.5/v1",
+        "https://localhost/",
+        "https://[::1",  # not even a URL: a 422 too, never a 500
+        "https://api.example.com:99999/",
+    ],
 )
 def test_a_refund_provider_base_url_leading_to_our_network_is_refused(
     strict_api: Api, base_url: str

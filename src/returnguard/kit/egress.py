@@ -123,9 +123,12 @@ class Egress:
     def check_url(self, url: str, field: str) -> None:
         """At registration: 422 naming ``field`` when the URL's host leads to an address
         we may not call. A name that does not resolve (yet) passes; connecting checks."""
-        parsed = httpx.URL(url)
-        host = parsed.host
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            parsed = httpx.URL(url)
+            host = parsed.host
+            port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        except (httpx.InvalidURL, ValueError):
+            raise InvalidInput.field(field, "is not a valid URL") from None
         try:
             self.addresses(host, port)
         except Unresolved:

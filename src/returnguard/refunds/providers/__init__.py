@@ -53,7 +53,11 @@ def check_config(
     if "api_version" in clean and not _API_VERSION.match(clean["api_version"]):
         raise InvalidInput.field("settings.api_version", "must be a Shopify version like 2026-01")
     if "base_url" in clean:
-        url = urlsplit(clean["base_url"])
+        try:
+            url = urlsplit(clean["base_url"])
+            url.port  # noqa: B018 - raises ValueError when the port is out of range
+        except ValueError:
+            raise InvalidInput.field("settings.base_url", "must be an https:// URL") from None
         if url.scheme != "https" or not url.hostname:
             raise InvalidInput.field("settings.base_url", "must be an https:// URL")
     secrets: dict[str, str] = {}
