@@ -15,9 +15,7 @@ Chain heads are sealed later, outside requests, by signed checkpoints
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import uuid
 import weakref
 from collections import defaultdict
@@ -29,7 +27,7 @@ from typing import Any
 from sqlalchemy import ARRAY, BigInteger, and_, cast, column, func, insert, select, tuple_
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import array
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from returnguard.audit.chain import (
@@ -49,7 +47,7 @@ from returnguard.audit.models import (
 )
 from returnguard.audit.verify import Break, ChainReport, verify_chain
 from returnguard.auth.actor import Actor
-from returnguard.kit.db import utcnow
+from returnguard.kit.db import copy_rows, new_ids, utcnow
 
 __all__ = [
     "GENESIS",
@@ -81,6 +79,8 @@ _CHUNK = 200
 # From this many events on, PostgreSQL receives them (and their heads) by COPY instead of
 # a multi-row INSERT: the same rows, several times faster; small commits stay as they were.
 COPY_FROM = 100
+# The event columns held as JSON (COPY writes them as SQLAlchemy's JSON type does).
+_JSON_COLUMNS = frozenset({"before", "after", "data"})
 
 
 @dataclass
@@ -282,7 +282,7 @@ def _append(session: Session, pending: list[PendingEvent], *, trust_new: bool = 
             heads[(org_id, subject_type, subject_id)] = head
     events: list[dict[str, Any]] = []
     claims: list[dict[str, Any]] = []
-    ids = _new_ids(len(pending))
+    ids = new_ids(len(pending))
     # Subjects in one fixed order: two transactions appending to the same two subjects
     # wait for each other's links in the same order, never in a cycle.
     org_names = {org_id: str(org_id) for org_id, _, _ in by_subject}
@@ -322,56 +322,11 @@ def _append(session: Session, pending: list[PendingEvent], *, trust_new: bool = 
             }
         )
     if postgresql and len(events) >= COPY_FROM:
-        _copy(session, Event, events)
-        _copy(session, UnsealedHead, claims)
+        copy_rows(session, Event.__tablename__, events, json_columns=_JSON_COLUMNS)
+        copy_rows(session, UnsealedHead.__tablename__, claims)
         return
     session.execute(insert(Event), events)
     session.execute(insert(UnsealedHead), claims)
-
-
-def _new_ids(n: int) -> list[uuid.UUID]:
-    """``n`` random (version 4) UUIDs, as uuid4() makes them, from one read of the
-    system's random source instead of ``n``."""
-    raw = os.urandom(16 * n)
-    return [
-        uuid.UUID(int=int.from_bytes(raw[i : i + 16]) & _V4_MASK | _V4_BITS)
-        for i in range(0, 16 * n, 16)
-    ]
-
-
-# The version (4) and variant (RFC 4122) bits, as uuid.UUID(version=4) sets them.
-_V4_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
-_V4_BITS = (0x4000 << 64) | (0x8000 << 48)
-
-
-_JSON_COLUMNS = frozenset({"before", "after", "data"})
-
-
-def _copy(
-    session: Session, model: type[Event] | type[UnsealedHead], rows: list[dict[str, Any]]
-) -> None:
-    """PostgreSQL ``COPY`` of ``rows`` (dicts with the same keys) into ``model``'s table.
-    JSON values go in as the text SQLAlchemy's JSON type would write (``json.dumps``,
-    None as JSON null), so a row reads back the same whichever way it went in."""
-    names = list(rows[0])
-    json_at = [i for i, name in enumerate(names) if name in _JSON_COLUMNS]
-    columns = ", ".join(f'"{name}"' for name in names)
-    statement = f'COPY "{model.__tablename__}" ({columns}) FROM STDIN'
-    connection = session.connection()
-    dbapi: Any = connection.connection.dbapi_connection
-    error = connection.dialect.loaded_dbapi.Error
-    try:
-        with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                values = list(row.values())
-                for i in json_at:
-                    value = values[i]
-                    values[i] = "null" if value is None else json.dumps(value)
-                copy.write_row(values)
-    except error as exc:
-        # As SQLAlchemy raises the driver's errors (IntegrityError …): a lost race on a
-        # chain head is retried like one from an INSERT.
-        raise DBAPIError.instance(statement, None, exc, error) from exc
 
 
 def _lost_race(exc: IntegrityError) -> bool:

@@ -6,6 +6,8 @@ commits or rolls it back (``session_scope``); services only ``flush()``.
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -37,6 +40,52 @@ def utcnow() -> datetime:
 
 def new_id() -> uuid.UUID:
     return uuid.uuid4()
+
+
+def new_ids(n: int) -> list[uuid.UUID]:
+    """``n`` random (version 4) UUIDs, as ``new_id`` makes them, from one read of the
+    system's random source instead of ``n`` (each read is a system call): for bulk writers."""
+    raw = os.urandom(16 * n)
+    return [
+        uuid.UUID(int=int.from_bytes(raw[i : i + 16]) & _V4_MASK | _V4_BITS)
+        for i in range(0, 16 * n, 16)
+    ]
+
+
+# The version (4) and variant (RFC 4122) bits, as uuid.UUID(version=4) sets them.
+_V4_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_V4_BITS = (0x4000 << 64) | (0x8000 << 48)
+
+
+def copy_rows(
+    session: Session,
+    table: str,
+    rows: list[dict[str, Any]],
+    *,
+    json_columns: frozenset[str] = frozenset(),
+) -> None:
+    """PostgreSQL ``COPY`` of ``rows`` (dicts with the same keys in the same order) into
+    ``table``, in the session's transaction: several times faster than INSERTs. Values in
+    ``json_columns`` go in as the text SQLAlchemy's JSON type writes (``json.dumps``, None
+    as JSON null), so a row reads back the same whichever way it went in. The driver's
+    errors are raised as SQLAlchemy raises them (IntegrityError …)."""
+    names = list(rows[0])
+    json_at = [i for i, name in enumerate(names) if name in json_columns]
+    columns = ", ".join(f'"{name}"' for name in names)
+    statement = f'COPY "{table}" ({columns}) FROM STDIN'
+    connection = session.connection()
+    dbapi: Any = connection.connection.dbapi_connection
+    error = connection.dialect.loaded_dbapi.Error
+    try:
+        with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                values = list(row.values())
+                for i in json_at:
+                    value = values[i]
+                    values[i] = "null" if value is None else json.dumps(value)
+                copy.write_row(values)
+    except error as exc:
+        raise DBAPIError.instance(statement, None, exc, error) from exc
 
 
 class UTCDateTime(TypeDecorator[datetime]):

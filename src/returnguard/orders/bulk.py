@@ -25,7 +25,6 @@ itself propagates, and the caller decides what to do with the batch.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,13 +33,12 @@ from typing import Any, cast
 
 from sqlalchemy import any_, bindparam, literal, select
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from returnguard.audit import service as audit
 from returnguard.auth.service import Actor
 from returnguard.errors import InvalidInput, ReturnGuardError
-from returnguard.kit.db import insert_missing, utcnow
+from returnguard.kit.db import copy_rows, insert_missing, new_ids, utcnow
 from returnguard.kit.money import minor_digits
 from returnguard.kit.schemas import MoneyIn
 from returnguard.orders.models import Buyer, Channel, Order, OrderLine, Product
@@ -152,33 +150,7 @@ def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> No
     if connection.dialect.name != "postgresql":
         connection.execute(table.insert(), rows)
         return
-    names = ", ".join(f'"{name}"' for name in rows[0])
-    statement = f'COPY "{table.name}" ({names}) FROM STDIN'
-    dbapi = cast(Any, connection.connection.dbapi_connection)
-    error = connection.dialect.loaded_dbapi.Error
-    try:
-        with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(tuple(row.values()))
-    except error as exc:
-        # Raised as SQLAlchemy raises the driver's errors (IntegrityError …), so callers
-        # see one kind of error whichever way the rows went in.
-        raise DBAPIError.instance(statement, None, exc, error) from exc
-
-
-def _new_ids(n: int) -> list[uuid.UUID]:
-    """``n`` random (version 4) UUIDs, as ``new_id`` makes them, from one read of the
-    system's random source instead of ``n`` (each read is a system call)."""
-    raw = os.urandom(16 * n)
-    return [
-        uuid.UUID(int=int.from_bytes(raw[i : i + 16]) & _V4_MASK | _V4_BITS)
-        for i in range(0, 16 * n, 16)
-    ]
-
-
-# The version (4) and variant (RFC 4122) bits, as uuid.UUID(version=4) sets them.
-_V4_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
-_V4_BITS = (0x4000 << 64) | (0x8000 << 48)
+    copy_rows(session, table.name, rows)
 
 
 def created_state(order: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -517,7 +489,7 @@ class _Batch:
             if contact.id is None and (channel_id, external_id) in needed
         ]
         if missing:
-            for row, id_ in zip(missing, _new_ids(len(missing)), strict=True):
+            for row, id_ in zip(missing, new_ids(len(missing)), strict=True):
                 row["id"] = id_
             insert_missing(
                 self.session, Buyer, ("organization_id", "channel_id", "external_id"), missing
@@ -569,7 +541,7 @@ class _Batch:
                 )
         if not missing:
             return
-        for row, id_ in zip(missing.values(), _new_ids(len(missing)), strict=True):
+        for row, id_ in zip(missing.values(), new_ids(len(missing)), strict=True):
             row["id"] = id_
         insert_missing(self.session, Product, ("organization_id", "sku"), list(missing.values()))
         products.update(self._load_products(iter(missing)))
@@ -582,7 +554,7 @@ class _Batch:
         products: Mapping[str, tuple[uuid.UUID, str]],
     ) -> list[uuid.UUID]:
         now = utcnow()
-        fresh = iter(_new_ids(len(new) + sum(len(self.orders[i].lines) for i in new)))
+        fresh = iter(new_ids(len(new) + sum(len(self.orders[i].lines) for i in new)))
         org_id = self.org_id
         ids: list[uuid.UUID] = []
         order_rows: list[dict[str, Any]] = []
