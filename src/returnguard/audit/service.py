@@ -15,6 +15,7 @@ Chain heads are sealed later, outside requests, by signed checkpoints
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import uuid
 import weakref
@@ -22,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 from sqlalchemy import ARRAY, BigInteger, and_, cast, column, func, insert, select, tuple_
@@ -47,7 +49,7 @@ from returnguard.audit.models import (
 )
 from returnguard.audit.verify import Break, ChainReport, verify_chain
 from returnguard.auth.actor import Actor
-from returnguard.kit.db import copy_rows, new_ids, utcnow
+from returnguard.kit.db import JSONText, copy_rows, new_id_texts, new_ids, utcnow
 
 __all__ = [
     "GENESIS",
@@ -98,6 +100,9 @@ class PendingEvent:
     # The subject was created in this transaction, so it has no chain yet: its head is
     # neither looked up nor locked (see record()).
     new_subject: bool = False
+    # ``after`` as canonical JSON text, when a bulk writer gave it so (record_created):
+    # hashed and stored as it is, ``after`` itself then None.
+    after_text: JSONText | None = None
 
 
 def record(
@@ -142,17 +147,21 @@ def record_created(
     *,
     subject_type: str,
     action: str,
-    created: Iterable[tuple[uuid.UUID, dict[str, Any]]],
+    created: Iterable[tuple[uuid.UUID | str, dict[str, Any] | JSONText]],
 ) -> None:
     """Queue one event per (new subject id, state after) for subjects created in this
     transaction, as ``record(…, after=state, new_subject=True)`` would, one after the
     other; for bulk writers (imports), which create thousands at a time. Each state must
     be plain JSON already (str, int, bool, None, lists, dicts with str keys), as
     ``jsonable`` would leave it: it is hashed and stored as given, and anything else
-    (a UUID, a datetime, a Decimal) fails the commit rather than being stored."""
+    (a UUID, a datetime, a Decimal) fails the commit rather than being stored. A state
+    may instead be ``JSONText`` that is exactly ``canonical(state)`` (sorted keys, no
+    spaces, non-ASCII as it is): that text is hashed and stored as it is, never parsed
+    or serialised again on PostgreSQL (a test holds the bulk writer's text to that)."""
     pending = session.info.setdefault(_PENDING_KEY, [])
     org_id = actor.organization_id
-    for subject_id, after in created:
+    for subject_id, state in created:
+        text, after = (state, None) if isinstance(state, JSONText) else (None, state)
         pending.append(
             PendingEvent(
                 organization_id=org_id,
@@ -165,6 +174,7 @@ def record_created(
                 after=after,
                 data=None,
                 new_subject=True,
+                after_text=text,
             )
         )
 
@@ -282,7 +292,9 @@ def _append(session: Session, pending: list[PendingEvent], *, trust_new: bool = 
             heads[(org_id, subject_type, subject_id)] = head
     events: list[dict[str, Any]] = []
     claims: list[dict[str, Any]] = []
-    ids = new_ids(len(pending))
+    copy = postgresql and len(pending) >= COPY_FROM
+    # COPY takes the ids as text: no UUID objects to make (and to turn back into text).
+    ids: list[Any] = new_id_texts(len(pending)) if copy else new_ids(len(pending))
     # Subjects in one fixed order: two transactions appending to the same two subjects
     # wait for each other's links in the same order, never in a cycle.
     org_names = {org_id: str(org_id) for org_id, _, _ in by_subject}
@@ -304,12 +316,15 @@ def _append(session: Session, pending: list[PendingEvent], *, trust_new: bool = 
                 "actor_id": p.actor.actor_id,
                 "actor_label": p.actor.label,
                 "before": p.before,
-                "after": p.after,
+                "after": p.after if p.after_text is None else p.after_text,
                 "data": p.data,
                 "occurred_at": p.occurred_at,
                 "prev_hash": prev,
             }
-            row["hash"] = prev = chain_hash(prev, hash_body(row))
+            if p.after_text is None:
+                row["hash"] = prev = chain_hash(prev, hash_body(row))
+            else:
+                row["hash"] = prev = _chain_hash_text(prev, row, p.after_text)
             events.append(row)
         claims.append(
             {
@@ -321,12 +336,66 @@ def _append(session: Session, pending: list[PendingEvent], *, trust_new: bool = 
                 "hash": prev,
             }
         )
-    if postgresql and len(events) >= COPY_FROM:
+    if copy:
         copy_rows(session, Event.__tablename__, events, json_columns=_JSON_COLUMNS)
         copy_rows(session, UnsealedHead.__tablename__, claims)
         return
+    for row in events:
+        if isinstance(row["after"], JSONText):
+            row["after"] = json.loads(row["after"])
     session.execute(insert(Event), events)
     session.execute(insert(UnsealedHead), claims)
+
+
+def _chain_hash_text(prev_hash: str, row: dict[str, Any], after_text: str) -> str:
+    """``chain_hash(prev_hash, hash_body(row))`` for a ``row`` whose ``after`` is the
+    parsed ``after_text`` (canonical JSON), without parsing or serialising that again:
+    the body's canonical text is put together member by member, in the sorted order of
+    its keys (a test holds it equal to ``canonical(hash_body(...))``)."""
+    return_id = row["return_id"]
+    text = "".join(
+        (
+            '{"action":',
+            _json_str(row["action"]),
+            ',"actor_id":',
+            _json_str(row["actor_id"]),
+            ',"actor_label":',
+            _json_str(row["actor_label"]),
+            ',"actor_type":',
+            _json_str(row["actor_type"]),
+            ',"after":',
+            after_text,
+            ',"before":',
+            _json_value(row["before"]),
+            ',"data":',
+            _json_value(row["data"]),
+            ',"occurred_at":"',
+            row["occurred_at"].isoformat(),
+            '","organization_id":"',
+            str(row["organization_id"]),
+            '","return_id":',
+            f'"{return_id}"' if return_id else "null",
+            ',"seq":',
+            str(int(row["seq"])),
+            ',"subject_id":',
+            _json_str(row["subject_id"]),
+            ',"subject_seq":',
+            str(int(row["subject_seq"])),
+            ',"subject_type":',
+            _json_str(row["subject_type"]),
+            "}",
+        )
+    )
+    return hashlib.sha256((prev_hash + text).encode()).hexdigest()
+
+
+def _json_value(value: Any) -> str:
+    return "null" if value is None else canonical(value)
+
+
+def _json_str(value: str | None) -> str:
+    """A string or None as canonical JSON writes it (non-ASCII as it is)."""
+    return "null" if value is None else encode_basestring(value)
 
 
 def _lost_race(exc: IntegrityError) -> bool:

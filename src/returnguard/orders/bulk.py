@@ -10,10 +10,13 @@ here a batch costs a fixed handful of statements, whatever its size:
 3. new buyers and products are inserted with ``insert_missing`` (race-free, in key
    order; on PostgreSQL through a staging table, one INSERT … SELECT), and only those
    are read back; changed contact details of known buyers are updated in one executemany;
-4. new orders and their lines go in as multi-row inserts (COPY on PostgreSQL), each with
-   its ``order.created`` event (the same event as ``upsert_order``'s), queued with
-   ``audit.record_created``: a new order has no chain yet, so the event log writes those
-   events in bulk at commit without looking up or locking their chains' heads;
+4. new orders and their lines go in as multi-row inserts (COPY on PostgreSQL, the lines
+   in order-id order, which makes their foreign-key checks and index inserts walk the
+   indexes in order), each with its ``order.created`` event (the same event as
+   ``upsert_order``'s), queued with ``audit.record_created`` as canonical JSON text made
+   straight from the row values: a new order has no chain yet, so the event log hashes
+   and writes those events in bulk at commit without looking up or locking their chains'
+   heads, and without serialising their state again;
 5. changed orders, which are rare in imports, go through ``upsert_order`` itself, one
    savepoint each, so every rule of an update (a line with returns stays, a refunded
    order keeps its amounts …) is the service's own and a refused update rejects that
@@ -28,7 +31,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from json.encoder import encode_basestring
 from typing import Any, cast
 
 from sqlalchemy import any_, bindparam, literal, select
@@ -38,7 +43,14 @@ from sqlalchemy.orm import Session
 from returnguard.audit import service as audit
 from returnguard.auth.service import Actor
 from returnguard.errors import InvalidInput, ReturnGuardError
-from returnguard.kit.db import copy_rows, insert_missing, new_ids, utcnow
+from returnguard.kit.db import (
+    JSONText,
+    copy_tuples,
+    insert_missing,
+    new_id_texts,
+    new_ids,
+    utcnow,
+)
 from returnguard.kit.money import minor_digits
 from returnguard.kit.schemas import MoneyIn
 from returnguard.orders.models import Buyer, Channel, Order, OrderLine, Product
@@ -109,23 +121,29 @@ def upsert_orders(
     first: list[int] = []
     repeats: list[int] = []
     seen: set[OrderKey] = set()
+    # The ids of the actor's own channels, read off the ORM objects once, not per order.
+    own = {
+        code: channel.id
+        for code, channel in channels.items()
+        if channel.organization_id == actor.organization_id
+    }
     for i, data in enumerate(orders):
         problems = data.problems()
-        channel = channels.get(data.channel)
+        channel_id = own.get(data.channel)
         if problems:
             outcomes[i] = _rejected(
                 InvalidInput(
                     "; ".join(f"{p['field']}: {p['message']}" for p in problems), errors=problems
                 )
             )
-        elif channel is None or channel.organization_id != actor.organization_id:
+        elif channel_id is None:
             outcomes[i] = _rejected(
                 UnknownChannel.field("channel", f"no channel with code {data.channel!r}")
             )
-        elif (channel.id, data.external_id) in seen:
+        elif (channel_id, data.external_id) in seen:
             repeats.append(i)  # applied after the first, as a second upsert would be
         else:
-            seen.add((channel.id, data.external_id))
+            seen.add((channel_id, data.external_id))
             first.append(i)
     for start in range(0, len(first), MAX_BATCH):
         batch = first[start : start + MAX_BATCH]
@@ -140,17 +158,141 @@ def upsert_orders(
     return BulkResult(cast(list[OrderOutcome], outcomes))
 
 
-def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    """A multi-row insert of ``rows`` (dicts with the same keys in the same order): on
-    PostgreSQL a ``COPY``, several times faster than an executemany of INSERTs; elsewhere
-    an executemany (SQLite runs it in-process)."""
+_ORDER_COLUMNS = (
+    "id",
+    "organization_id",
+    "channel_id",
+    "external_id",
+    "buyer_id",
+    "currency",
+    "ordered_at",
+    "delivered_at",
+    "ship_to_country",
+    "shipping_minor",
+    "shipping_tax_minor",
+    "captured_minor",
+    "payment_reference",
+    "created_at",
+    "updated_at",
+)
+_LINE_COLUMNS = (
+    "id",
+    "organization_id",
+    "order_id",
+    "position",
+    "external_id",
+    "product_id",
+    "sku",
+    "title",
+    "quantity",
+    "unit_price_minor",
+    "tax_minor",
+    "discount_minor",
+)
+
+
+def _insert_tuples(
+    session: Session, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """A multi-row insert of ``rows`` (values in the order of ``columns``): on PostgreSQL
+    a ``COPY``, several times faster than an executemany of INSERTs; elsewhere an
+    executemany (SQLite runs it in-process)."""
     if not rows:
         return
     connection = session.connection()
     if connection.dialect.name != "postgresql":
-        connection.execute(table.insert(), rows)
+        connection.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
         return
-    copy_rows(session, table.name, rows)
+    copy_tuples(session, table.name, columns, rows)
+
+
+# created_state as canonical JSON (audit.canonical: keys sorted, no spaces), written
+# directly: the bulk writer's events are hashed and stored from this text. A test holds
+# it equal to canonical(created_state(...)).
+_ORDER_STATE = (
+    '{"buyer_id":%s,"captured_minor":%d,"currency":%s,"delivered_at":%s,"external_id":%s,'
+    '"lines":[%s],"ordered_at":%s,"payment_reference":%s,"ship_to_country":%s,'
+    '"shipping_minor":%d,"shipping_tax_minor":%d}'
+)
+_LINE_STATE = (
+    '{"discount_minor":%d,"external_id":%s,"quantity":%d,"sku":%s,"tax_minor":%d,'
+    '"unit_price_minor":%d}'
+)
+
+
+def _json(value: str | None) -> str:
+    """A string (or None) as canonical JSON writes it (``ensure_ascii=False``)."""
+    return "null" if value is None else encode_basestring(value)
+
+
+def _json_time(value: datetime | None) -> str:
+    return "null" if value is None else f'"{value.isoformat()}"'
+
+
+def _line_json(
+    discount: int, external_id: str, quantity: int, sku: str, tax: int, unit_price: int
+) -> str:
+    return _LINE_STATE % (discount, _json(external_id), quantity, _json(sku), tax, unit_price)
+
+
+def _order_json(
+    buyer_id: uuid.UUID | None,
+    captured: int,
+    currency: str,
+    delivered_at: datetime | None,
+    external_id: str,
+    lines: list[str],
+    ordered_at: datetime,
+    payment_reference: str | None,
+    ship_to_country: str | None,
+    shipping: int,
+    shipping_tax: int,
+) -> JSONText:
+    """The order's created_state as canonical JSON, its lines' (``_line_json``) given."""
+    return JSONText(
+        _ORDER_STATE
+        % (
+            "null" if buyer_id is None else f'"{buyer_id}"',
+            captured,
+            _json(currency),
+            _json_time(delivered_at),
+            _json(external_id),
+            ",".join(lines),
+            _json_time(ordered_at),
+            _json(payment_reference),
+            _json(ship_to_country),
+            shipping,
+            shipping_tax,
+        )
+    )
+
+
+def created_state_json(order: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> JSONText:
+    """``canonical(created_state(order, lines))`` as the bulk writer makes it (its event
+    text, hashed and stored as it is), from the same rows."""
+    return _order_json(
+        order["buyer_id"],
+        order["captured_minor"],
+        order["currency"],
+        order["delivered_at"],
+        order["external_id"],
+        [
+            _line_json(
+                line["discount_minor"],
+                line["external_id"],
+                line["quantity"],
+                line["sku"],
+                line["tax_minor"],
+                line["unit_price_minor"],
+            )
+            for line in lines
+        ],
+        order["ordered_at"],
+        order["payment_reference"],
+        order["ship_to_country"],
+        order["shipping_minor"],
+        order["shipping_tax_minor"],
+    )
 
 
 def created_state(order: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -182,6 +324,10 @@ def created_state(order: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) 
             for line in lines
         ],
     }
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _rejected(error: ReturnGuardError) -> OrderOutcome:
@@ -262,7 +408,8 @@ class _Batch:
         self.actor = actor
         self.org_id = actor.organization_id
         self.orders = orders
-        self.channel_ids = [channels[o.channel].id for o in orders]
+        ids = {code: channel.id for code, channel in channels.items()}
+        self.channel_ids = [ids[o.channel] for o in orders]
         self.postgresql = session.get_bind().dialect.name == "postgresql"
         self.buyer_keys: list[BuyerKey | None] = [
             (cid, o.buyer.external_id) if o.buyer is not None else None
@@ -295,7 +442,8 @@ class _Batch:
         # order applies its own in upsert_order below (and none at all if refused).
         changed_set = set(changed)
         kept = [i for i in range(len(self.orders)) if i not in changed_set]
-        written = self._write_buyers(contacts, kept)
+        # With no changed order, what the orders leave is what ``running`` holds already.
+        written = self._write_buyers(contacts, kept, None if changed else running)
         self._insert_products([self.orders[i] for i in new], products)
         if new:
             ids = self._insert_orders(new, written, buyer_country, products)
@@ -306,6 +454,13 @@ class _Batch:
         return cast(list[OrderOutcome], outcomes)
 
     # --- reading ---------------------------------------------------------------------
+
+    def _read(self, statement: Any) -> Any:
+        """Rows of a select of plain columns, without the ORM's result machinery (after
+        a flush, as the session's own execute would autoflush: an order updated by
+        upsert_order earlier in the batch is read as it now is)."""
+        self.session.flush()
+        return self.session.connection().execute(statement)
 
     def _among(self, column: Any, values: Iterable[Any]) -> Any:
         """``column IN (values)``; on PostgreSQL ``= ANY(array)``, one parameter instead of
@@ -320,7 +475,7 @@ class _Batch:
         contacts = {key: _Contact(None, None, None, None) for key in wanted}
         if not wanted:
             return contacts
-        rows = self.session.execute(
+        rows = self._read(
             select(
                 Buyer.id,
                 Buyer.channel_id,
@@ -344,7 +499,7 @@ class _Batch:
         wanted = set(skus)
         if not wanted:
             return {}
-        rows = self.session.execute(
+        rows = self._read(
             select(Product.sku, Product.id, Product.title).where(
                 Product.organization_id == self.org_id, self._among(Product.sku, wanted)
             )
@@ -354,7 +509,7 @@ class _Batch:
     def _load_orders(self) -> dict[OrderKey, _Stored]:
         """The batch's orders that exist already, with their lines: two queries."""
         keys = {(cid, o.external_id) for cid, o in zip(self.channel_ids, self.orders, strict=True)}
-        rows = self.session.execute(
+        rows = self._read(
             select(
                 Order.id,
                 Order.channel_id,
@@ -380,7 +535,7 @@ class _Batch:
             if (channel_id, external_id) in keys:
                 stored[(channel_id, external_id)] = by_id[id_] = _Stored(id_, tuple(header), [])
         if by_id:
-            lines = self.session.execute(
+            lines = self._read(
                 select(
                     OrderLine.order_id,
                     OrderLine.position,
@@ -469,12 +624,16 @@ class _Batch:
         return contacts
 
     def _write_buyers(
-        self, stored: dict[BuyerKey, _Contact], orders: list[int]
+        self,
+        stored: dict[BuyerKey, _Contact],
+        orders: list[int],
+        folded: dict[BuyerKey, _Contact] | None = None,
     ) -> dict[BuyerKey, _Contact]:
         """Insert the buyers ``orders`` name that are new, update the known ones whose
-        details they change; the buyers' details as written, with their ids."""
+        details they change; the buyers' details as written, with their ids. ``folded``:
+        ``self._fold(stored, orders)`` if the caller has it (it is then updated)."""
         needed = {key for i in orders if (key := self.buyer_keys[i]) is not None}
-        written = self._fold(stored, orders)
+        written = folded if folded is not None else self._fold(stored, orders)
         missing = [
             {
                 "id": None,
@@ -496,16 +655,30 @@ class _Batch:
             )
             # Read back the ids; a concurrent writer may have inserted some of them first,
             # and then its details are the stored ones ours apply to.
-            stored = stored | self._load_buyers(
+            keys = [
                 (cast(uuid.UUID, row["channel_id"]), cast(str, row["external_id"]))
                 for row in missing
-            )
-            written = self._fold(stored, orders)
-        changes = [
-            {"b_id": c.id, "b_email": c.email, "b_name": c.name, "b_country": c.country}
-            for key, c in sorted(written.items(), key=lambda item: str(item[1].id))
-            if key in needed and c.id is not None and c.values() != stored[key].values()
-        ]
+            ]
+            loaded = self._load_buyers(keys)
+            stored = stored | loaded
+            if all(
+                loaded[key].values() == (row["email"], row["name"], row["country"])
+                for key, row in zip(keys, missing, strict=True)
+            ):
+                # Ours went in (or the same details did): the orders applied to what is
+                # stored leave exactly what they left before, now with the stored ids.
+                for key in keys:
+                    written[key].id = loaded[key].id
+            else:
+                written = self._fold(stored, orders)
+        changes = sorted(
+            (
+                {"b_id": c.id, "b_email": c.email, "b_name": c.name, "b_country": c.country}
+                for key, c in written.items()
+                if key in needed and c.id is not None and c.values() != stored[key].values()
+            ),
+            key=lambda change: str(change["b_id"]),
+        )
         if changes:
             self.session.execute(
                 _BUYERS.update()
@@ -554,57 +727,97 @@ class _Batch:
         products: Mapping[str, tuple[uuid.UUID, str]],
     ) -> list[uuid.UUID]:
         now = utcnow()
-        fresh = iter(new_ids(len(new) + sum(len(self.orders[i].lines) for i in new)))
-        org_id = self.org_id
-        ids: list[uuid.UUID] = []
-        order_rows: list[dict[str, Any]] = []
-        line_rows: list[dict[str, Any]] = []
-        states: list[tuple[uuid.UUID, dict[str, Any]]] = []
-        for i in new:
+        ids = new_ids(len(new))
+        n_lines = sum(len(self.orders[i].lines) for i in new)
+        # COPY (PostgreSQL) takes ids as text: each id is turned into text once, and the
+        # lines' ids are drawn as text. SQLAlchemy's inserts (SQLite) take UUID objects.
+        value: Any = str if self.postgresql else _same
+        line_ids = iter(new_id_texts(n_lines) if self.postgresql else new_ids(n_lines))
+        org_id = value(self.org_id)
+        channel_ids = {cid: value(cid) for cid in set(self.channel_ids)}
+        buyer_ids: dict[BuyerKey, Any] = {}
+        product_ids: dict[str, tuple[Any, str]] = {}
+        minor = _minor
+        order_rows: list[tuple[Any, ...]] = []
+        line_rows: list[tuple[Any, ...]] = []
+        states: list[tuple[uuid.UUID | str, JSONText]] = []
+        for i, order_uuid in zip(new, ids, strict=True):
             data = self.orders[i]
             key = self.buyer_keys[i]
             buyer_id = written[key].id if key is not None else None
-            order_id = next(fresh)
-            ids.append(order_id)
-            row: dict[str, Any] = {
-                "id": order_id,
-                "organization_id": org_id,
-                "channel_id": self.channel_ids[i],
-                "external_id": data.external_id,
-                "buyer_id": buyer_id,
-                "currency": data.currency,
-                "ordered_at": data.ordered_at,
-                "delivered_at": data.delivered_at,
-                "ship_to_country": data.ship_to_country or buyer_country[i],
-                "shipping_minor": _minor(data.shipping),
-                "shipping_tax_minor": _minor(data.shipping_tax),
-                "captured_minor": _minor(data.captured),
-                "payment_reference": data.payment_reference,
-                "created_at": now,
-                "updated_at": now,
-            }
-            lines: list[dict[str, Any]] = []
-            for position, line in enumerate(data.lines):
-                product_id, title = products[line.sku]
-                lines.append(
-                    {
-                        "id": next(fresh),
-                        "organization_id": org_id,
-                        "order_id": order_id,
-                        "position": position,
-                        "external_id": line.external_id,
-                        "product_id": product_id,
-                        "sku": line.sku,
-                        "title": line.title or title,
-                        "quantity": line.quantity,
-                        "unit_price_minor": _minor(line.unit_price),
-                        "tax_minor": _minor(line.tax),
-                        "discount_minor": _minor(line.discount),
-                    }
+            if key is None:
+                buyer_value = None
+            elif (buyer_value := buyer_ids.get(key)) is None:
+                buyer_value = buyer_ids[key] = value(buyer_id)
+            order_id = value(order_uuid)
+            ship_to_country = data.ship_to_country or buyer_country[i]
+            shipping = minor(data.shipping)
+            shipping_tax = minor(data.shipping_tax)
+            captured = minor(data.captured)
+            order_rows.append(
+                (
+                    order_id,
+                    org_id,
+                    channel_ids[self.channel_ids[i]],
+                    data.external_id,
+                    buyer_value,
+                    data.currency,
+                    data.ordered_at,
+                    data.delivered_at,
+                    ship_to_country,
+                    shipping,
+                    shipping_tax,
+                    captured,
+                    data.payment_reference,
+                    now,
+                    now,
                 )
-            order_rows.append(row)
-            line_rows.extend(lines)
-            states.append((order_id, created_state(row, lines)))
+            )
+            lines: list[str] = []
+            for position, line in enumerate(data.lines):
+                product = product_ids.get(line.sku)
+                if product is None:
+                    stored_id, stored_title = products[line.sku]
+                    product = product_ids[line.sku] = (value(stored_id), stored_title)
+                product_id, title = product
+                unit_price, tax, discount = (
+                    minor(line.unit_price),
+                    minor(line.tax),
+                    minor(line.discount),
+                )
+                line_rows.append(
+                    (
+                        next(line_ids),
+                        org_id,
+                        order_id,
+                        position,
+                        line.external_id,
+                        product_id,
+                        line.sku,
+                        line.title or title,
+                        line.quantity,
+                        unit_price,
+                        tax,
+                        discount,
+                    )
+                )
+                lines.append(
+                    _line_json(discount, line.external_id, line.quantity, line.sku, tax, unit_price)
+                )
+            state = _order_json(
+                buyer_id,
+                captured,
+                data.currency,
+                data.delivered_at,
+                data.external_id,
+                lines,
+                data.ordered_at,
+                data.payment_reference,
+                ship_to_country,
+                shipping,
+                shipping_tax,
+            )
+            states.append((order_id, state))  # its text on PostgreSQL
         # The same order.created event upsert_order records, chained from GENESIS without
         # a head lookup: each order id was drawn just now.
         audit.record_created(
@@ -612,10 +825,13 @@ class _Batch:
         )
         # In key order, so two imports of overlapping new orders wait for each other's
         # rows in one order instead of deadlocking.
-        channel_names = {row["channel_id"]: str(row["channel_id"]) for row in order_rows}
-        order_rows.sort(key=lambda r: (channel_names[r["channel_id"]], r["external_id"]))
-        _insert_rows(self.session, _ORDERS, order_rows)
-        _insert_rows(self.session, _LINES, line_rows)
+        channel_names = {channel_ids[cid]: str(cid) for cid in channel_ids}
+        order_rows.sort(key=lambda r: (channel_names[r[2]], r[3]))
+        _insert_tuples(self.session, _ORDERS, _ORDER_COLUMNS, order_rows)
+        # Lines by order: PostgreSQL checks each line's order (foreign key) and files it in
+        # the (order, line id) index in the order of those indexes, touching each page once.
+        line_rows.sort(key=lambda r: str(r[2]))  # a uuid's text sorts as its bytes
+        _insert_tuples(self.session, _LINES, _LINE_COLUMNS, line_rows)
         return ids
 
     def _update(self, data: OrderIn) -> OrderOutcome:
