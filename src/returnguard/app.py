@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -15,7 +16,12 @@ from returnguard.composition import default_handlers
 from returnguard.config import Settings
 from returnguard.fx.endpoints import router as fx_router
 from returnguard.kit.db import Database
-from returnguard.kit.problem import install_problem_handlers, problem_responses
+from returnguard.kit.guard import RequestGuard
+from returnguard.kit.problem import (
+    PROBLEM_MEDIA_TYPE,
+    install_problem_handlers,
+    problem_responses,
+)
 from returnguard.ledger.endpoints import router as ledger_router
 from returnguard.metrics import Metrics
 from returnguard.orders.buyer_endpoints import router as buyers_router
@@ -69,6 +75,9 @@ def create_app(
     app.state.settings = settings
     app.state.notify_worker = None
     install_problem_handlers(app)
+    # Inside the metrics middleware (added after it), so its answers are counted too and
+    # the body limit's exception reaches FastAPI directly, not through a task group.
+    app.add_middleware(RequestGuard)
     metrics.install(app)
     for router in (
         auth_router,
@@ -111,4 +120,72 @@ def create_app(
         """Prometheus metrics."""
         return metrics.render(database)
 
+    app.openapi = _once_per_process(app, _declaring_guard_answers(app.openapi))  # type: ignore[method-assign]
     return app
+
+
+_PROBLEM = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+_RETRY_AFTER = {"description": "Seconds", "schema": {"type": "integer"}}
+
+
+# The document of an app's routes, per set of routes: every app this process creates has
+# the same ones, and building the document takes about half a second (the guard reads it
+# at an app's first request, each test's app included).
+_DOCUMENTS: dict[tuple[tuple[str, tuple[str, ...]], ...], dict[str, Any]] = {}
+
+
+def _once_per_process(
+    app: FastAPI, openapi: Callable[[], dict[str, Any]]
+) -> Callable[[], dict[str, Any]]:
+    def document() -> dict[str, Any]:
+        routes = tuple(
+            (str(getattr(r, "path", "")), tuple(sorted(getattr(r, "methods", None) or ())))
+            for r in app.routes
+        )
+        found = _DOCUMENTS.get(routes)
+        if found is None:
+            found = _DOCUMENTS[routes] = openapi()
+        app.openapi_schema = found
+        return found
+
+    return document
+
+
+def _declaring_guard_answers(
+    openapi: Callable[[], dict[str, Any]],
+) -> Callable[[], dict[str, Any]]:
+    """Declare on every operation the answers the central checks give (kit/guard.py and
+    the validation handlers), so the document lists every status a client can meet:
+    400 (malformed JSON, a NUL in a header), 413 (a body above its limit), 415 (a body
+    of another media type), 422 (an unknown or invalid query parameter) and 429 (too many
+    failed authentications). Idempotent over the cached document."""
+
+    def document() -> dict[str, Any]:
+        schema = openapi()
+        descriptions = {
+            "400": "Malformed JSON body, or a header carrying a NUL character",
+            "413": "The request body is larger than this operation accepts",
+            "415": "The body's Content-Type is not one this operation reads",
+            "422": "Invalid input; `errors` names each field and reason",
+            "429": "Too many failed authentications from this address; retry after "
+            "`Retry-After` seconds",
+        }
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                wanted = ["400", "422"]
+                if "requestBody" in operation:
+                    wanted += ["413", "415"]
+                if "401" in responses:
+                    wanted.append("429")
+                for status in wanted:
+                    answer: dict[str, Any] = {
+                        "description": descriptions[status],
+                        "content": dict(_PROBLEM),
+                    }
+                    if status == "429":
+                        answer["headers"] = {"Retry-After": _RETRY_AFTER}
+                    responses.setdefault(status, answer)
+        return schema
+
+    return document

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+from limits import parse
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -34,6 +35,23 @@ class Settings(BaseSettings):
         description="Where uploaded evidence (photos, videos, documents) is kept",
     )
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    # Limits enforced while the body arrives (kit/guard.py), before any of it is kept.
+    max_json_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest JSON request body, in bytes (413 above it)",
+    )
+    max_multipart_body_bytes: int = Field(
+        default=110 * 1024 * 1024,
+        ge=1024,
+        description="Largest multipart (evidence upload) or other non-JSON request body, "
+        "in bytes, all files together (413 above it)",
+    )
+    auth_failure_rate_limit: str = Field(
+        default="20/minute",
+        description="Failed authentications a client address may make (limits notation, "
+        "e.g. 20/minute); beyond it every request from it is a 429 with Retry-After",
+    )
     # Signs the event log's checkpoints (HMAC-SHA256). Never stored in the database: kept
     # by whoever runs the service, it is what makes the log evidence against someone who
     # can write to the database. Unset (dev, demo): checkpoints are written unsigned.
@@ -57,6 +75,14 @@ class Settings(BaseSettings):
         le=86_400,
         description="How often workers seal the event log's new chain heads (0: never)",
     )
+    # Every outbox worker also rebuilds the net-profit rollups of months that changed
+    # (docs/ledger.md, "Rollups"); 0 leaves it to `returnguard report rollup` (cron).
+    rollup_interval_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=86_400,
+        description="How often workers rebuild net-profit rollups of changed months (0: never)",
+    )
 
     @field_validator("outbound_allowed_networks", mode="before")
     @classmethod
@@ -68,6 +94,15 @@ class Settings(BaseSettings):
                 parse_networks(str(v) for v in value)
             except ValueError as exc:
                 raise ValueError(f"outbound_allowed_networks: {exc}") from None
+        return value
+
+    @field_validator("auth_failure_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"auth_failure_rate_limit: {exc}") from None
         return value
 
     @field_validator("database_url")

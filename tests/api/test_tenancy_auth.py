@@ -358,6 +358,10 @@ def test_another_tenants_objects_are_404_on_every_route(
         body = _body(path, foreign)
         if method == "GET":
             r, r_missing = api.get(url), api.get(missing_url)
+        elif path.endswith("/evidence"):
+            # A form, as the upload reads (a JSON body is a 415 before any lookup).
+            form = {"text": "the lid was broken"}
+            r, r_missing = api.post(url, data=form), api.post(missing_url, data=form)
         else:
             r, r_missing = api.post(url, body), api.post(missing_url, body)
         problem = check_problem(r, 404, "not_found")

@@ -14,14 +14,14 @@ from returnguard.errors import InvalidInput, ReturnGuardError
 from returnguard.fx import service
 from returnguard.kit.deps import Reader, SessionDep, require
 from returnguard.kit.problem import problem_responses
-from returnguard.kit.schemas import CurrencyCode, DecimalString, OutModel, StrictModel
+from returnguard.kit.schemas import CurrencyCode, DecimalString, IsoDay, OutModel, StrictModel
 
 router = APIRouter(prefix="/api/v1/fx-rates", tags=["fx"])
 Manager = Annotated[Actor, Depends(require(Permission.FX_MANAGE))]
 
 
 class FxRateIn(StrictModel):
-    day: date
+    day: IsoDay
     base: CurrencyCode
     quote: CurrencyCode
     rate: DecimalString = Field(
@@ -150,7 +150,10 @@ _ECB_EXAMPLE = "Date,USD,JPY,CYP,\n2026-11-27,1.0562,160.12,N/A,\n2026-11-26,1.0
                 "(`eurofxref-hist.csv`) or the day's file (`eurofxref.csv`), UTF-8, at most "
                 f"{MAX_IMPORT_BYTES >> 20} MiB."
             ),
-            "content": {"text/csv": {"schema": {"type": "string"}, "example": _ECB_EXAMPLE}},
+            "content": {
+                kind: {"schema": {"type": "string"}, "example": _ECB_EXAMPLE}
+                for kind in sorted(CSV_MEDIA_TYPES)
+            },
         }
     },
 )

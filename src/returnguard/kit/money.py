@@ -7,7 +7,7 @@ Floats never enter: a value that is not already a Decimal, int or decimal string
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, getcontext
 from functools import cache
 
 from babel import Locale
@@ -64,6 +64,10 @@ def parse_amount(value: object, currency: str) -> Decimal:
     digits = minor_digits(currency)
     exponent = amount.as_tuple().exponent
     assert isinstance(exponent, int)
+    # Quantizing needs every digit in the context's precision (28): a larger amount would
+    # raise decimal.InvalidOperation. No amount the API stores comes near it.
+    if amount.adjusted() + digits >= getcontext().prec:
+        raise MoneyError(f"amount {value!r} is too large")
     if -exponent > digits and amount != amount.quantize(Decimal(1).scaleb(-digits)):
         raise MoneyError(
             f"amount {value!r} has more decimal places than {check_currency(currency)} "

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
@@ -204,16 +204,54 @@ def install_problem_handlers(app: FastAPI) -> None:
             detail="an unexpected error occurred; please retry later or contact support",
         )
 
+    @app.exception_handler(DataError)
+    async def _value_out_of_range(request: Request, exc: DataError) -> JSONResponse:
+        # The last line, behind the schemas' own bounds: a value the column cannot hold
+        # (too long, too large) is the client's input, not a server fault.
+        return _out_of_range(request)
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        # SQLite's driver refuses integers beyond 64 bits with OverflowError; date and
+        # time arithmetic beyond year 9999 raises it too.
+        return _out_of_range(request)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405 and allowed_methods(request):
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        limit = getattr(exc, "limit", None)  # kit/guard.py's BodyTooLarge
         return problem_response(
             request,
             status=exc.status_code,
             code=code,
             title=str(exc.detail),
             detail=str(exc.detail),
+            headers=headers or None,
+            extra={"max_bytes": limit} if isinstance(limit, int) else None,
         )
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the path answers: the request guard (kit/guard.py) finds them in the
+    OpenAPI document; FastAPI's own answer names only the first route's."""
+    methods = set(getattr(request.state, "allowed_methods", None) or ())
+    return sorted(methods)
+
+
+def _out_of_range(request: Request) -> JSONResponse:
+    return problem_response(
+        request,
+        status=422,
+        code="value_out_of_range",
+        title="Invalid input",
+        detail="a value is outside what can be stored (too long or too large)",
+        errors=[{"field": "body", "message": "a value is too long or too large to store"}],
+    )
 
 
 _DESCRIPTIONS = {
@@ -222,7 +260,10 @@ _DESCRIPTIONS = {
     403: "The API key's role may not do this",
     404: "Not found in the caller's organization",
     409: "Conflicts with the current state",
+    413: "The request body is larger than this operation accepts",
+    415: "The body's Content-Type is not one this operation reads",
     422: "Invalid input; `errors` names each field and reason",
+    429: "Too many failed attempts; retry after `Retry-After` seconds",
 }
 
 

@@ -19,7 +19,7 @@ from returnguard.kit.db import Database
 from returnguard.kit.deps import Reader, SessionDep, get_database, require
 from returnguard.kit.pagination import decode_cursor, encode_cursor
 from returnguard.kit.problem import problem_responses
-from returnguard.kit.schemas import MoneyOut
+from returnguard.kit.schemas import IsoDay, MoneyOut
 from returnguard.ledger import reports, service
 from returnguard.ledger import repository as repo
 from returnguard.ledger.models import LedgerEntry
@@ -43,9 +43,9 @@ Bookkeeper = Annotated[Actor, Depends(require(Permission.LEDGER_WRITE))]
 # The longest period one net-profit report may cover.
 MAX_REPORT_DAYS = 3660
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-FromDay = Annotated[date, Query(alias="from", description="First day (inclusive)")]
-ToDay = Annotated[date, Query(alias="to", description="Last day (inclusive)")]
-AsOf = Annotated[date | None, Query(description="The day to report on; default today (UTC)")]
+FromDay = Annotated[IsoDay, Query(alias="from", description="First day (inclusive)")]
+ToDay = Annotated[IsoDay, Query(alias="to", description="Last day (inclusive)")]
+AsOf = Annotated[IsoDay | None, Query(description="The day to report on; default today (UTC)")]
 
 
 def entry_out(e: LedgerEntry) -> EntryOut:
@@ -83,8 +83,8 @@ def list_entries(
     return_id: uuid.UUID | None = None,
     order_id: uuid.UUID | None = None,
     kind: Annotated[list[EntryKind] | None, Query()] = None,
-    first: Annotated[date | None, Query(alias="from", description="Occurred on or after")] = None,
-    last: Annotated[date | None, Query(alias="to", description="Occurred on or before")] = None,
+    first: Annotated[IsoDay | None, Query(alias="from", description="Occurred on or after")] = None,
+    last: Annotated[IsoDay | None, Query(alias="to", description="Occurred on or before")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> EntryPage:

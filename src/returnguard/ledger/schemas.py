@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, field_validator
 
 from returnguard.domain.ledger import AUTOMATIC_KINDS, ClaimSource, EntryKind, LabelPayer
-from returnguard.kit.schemas import MoneyIn, MoneyOut, OutModel, StrictModel
+from returnguard.kit.schemas import IsoDay, MoneyIn, MoneyOut, OutModel, StrictModel
 
 
 class EntryIn(StrictModel):
@@ -28,7 +28,7 @@ class EntryIn(StrictModel):
     order_line_id: uuid.UUID | None = Field(
         default=None, description="A line of the return, when the entry is about one SKU"
     )
-    occurred_on: date | None = Field(default=None, description="Default: today (UTC)")
+    occurred_on: IsoDay | None = Field(default=None, description="Default: today (UTC)")
     source: ClaimSource | None = Field(default=None, description="Who paid a claim back")
     paid_by: LabelPayer | None = Field(default=None, description="Who paid the carrier")
     memo: str = Field(default="", max_length=2000)

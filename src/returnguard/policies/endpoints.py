@@ -13,6 +13,7 @@ from returnguard.domain.policy.document import PolicyDocument
 from returnguard.domain.policy.validate import parse_policy
 from returnguard.kit.deps import Reader, SessionDep, require
 from returnguard.kit.problem import problem_responses
+from returnguard.kit.schemas import PositiveInt32
 from returnguard.orders.endpoints import channel_out
 from returnguard.orders.schemas import ChannelOut
 from returnguard.orders.service import get_channel
@@ -96,7 +97,7 @@ def get_policy(policy_id: uuid.UUID, session: SessionDep, actor: Reader) -> Poli
     responses=problem_responses(401, 404),
 )
 def get_version(
-    policy_id: uuid.UUID, version: int, session: SessionDep, actor: Reader
+    policy_id: uuid.UUID, version: PositiveInt32, session: SessionDep, actor: Reader
 ) -> PolicyVersionOut:
     """One version's document, exactly as it was saved."""
     policy = service.get_policy(session, actor.organization_id, policy_id)

@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import yaml
 from pydantic import Field, model_validator
 
 from returnguard.errors import InvalidInput
-from returnguard.kit.schemas import OutModel, StrictModel
+from returnguard.kit.schemas import INT32_MAX, IsoDay, OutModel, StrictModel
 
 
 class DocumentIn(StrictModel):
@@ -41,7 +41,7 @@ class PolicyIn(DocumentIn):
 
 
 class PublishIn(StrictModel):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=INT32_MAX)
 
 
 class AssignIn(StrictModel):
@@ -104,8 +104,10 @@ class DecisionOut(OutModel):
 
 
 class BacktestIn(StrictModel):
-    version: int | None = Field(default=None, ge=1, description="Default: the latest version")
-    from_: date = Field(alias="from", description="First day (UTC) of returns requested")
-    to: date = Field(description="Last day (UTC), inclusive")
+    version: int | None = Field(
+        default=None, ge=1, le=INT32_MAX, description="Default: the latest version"
+    )
+    from_: IsoDay = Field(alias="from", description="First day (UTC) of returns requested")
+    to: IsoDay = Field(description="Last day (UTC), inclusive")
     channel: str | None = Field(default=None, max_length=64)
     rows: int = Field(default=100, ge=0, le=10_000, description="Differing returns to list")

@@ -12,11 +12,11 @@ from returnguard.auth.permissions import Permission
 from returnguard.auth.service import Actor
 from returnguard.domain.reasons import ReasonCode
 from returnguard.domain.returns import ReturnAction, ReturnStatus
-from returnguard.errors import NotFound
+from returnguard.errors import InvalidInput, NotFound
 from returnguard.kit.deps import Reader, SessionDep, require
 from returnguard.kit.pagination import decode_cursor, encode_cursor
 from returnguard.kit.problem import problem_responses
-from returnguard.kit.schemas import AwareTimestamp, MoneyOut
+from returnguard.kit.schemas import NUL, AwareTimestamp, MoneyOut, PlainText
 from returnguard.kit.storage import FileStore
 from returnguard.orders import repository as orders_repo
 from returnguard.policies import service as policies
@@ -197,7 +197,7 @@ def add_evidence(
     session: SessionDep,
     actor: Creator,
     files: Annotated[list[UploadFile], File(description="Photos, videos or PDFs")] = [],  # noqa: B006
-    text: Annotated[str | None, Form(max_length=5000)] = None,
+    text: Annotated[PlainText | None, Form(max_length=5000)] = None,
 ) -> list[EvidenceOut]:
     """Attach photos, videos, documents or a written explanation (multipart form).
 
@@ -205,6 +205,10 @@ def add_evidence(
     answered with its existing evidence and not kept twice. When the return was waiting
     for evidence and something new arrived, the policy decides it again right away.
     """
+    for i, f in enumerate(files):
+        # The part's own headers are text the evidence row keeps (PostgreSQL: no NUL).
+        if NUL in (f.filename or "") or NUL in (f.content_type or ""):
+            raise InvalidInput.field(f"files.{i}", "file name and type must not contain NUL")
     ret = service.get_return(session, actor.organization_id, return_id)
     settings = request.app.state.settings
     added = evidence.add_evidence(
