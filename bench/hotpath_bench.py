@@ -17,7 +17,8 @@ state, their refunds and ledger entries). Then it drives the ASGI app in this pr
 * **wall**: the median wall time of one request (noisy on a shared machine);
 * **SQL**: the number of statements the request sent.
 
-Paths: ``POST /api/v1/returns`` (the policy decides), the first page of
+Paths: ``POST /api/v1/returns`` (the policy decides, and with ``decide: false`` as the
+scale benchmark's fixed-rate section sends it), the first page of
 ``GET /api/v1/returns``, a status page and its second page, a status + channel + date
 page, and ``POST /api/v1/returns/{id}/refunds`` (returns made refundable through the
 API beforehand, not measured). Last, ``EXPLAIN ANALYZE`` of the exact SQL of the first
@@ -164,11 +165,12 @@ def run(args: argparse.Namespace, url: str, conninfo: str) -> int:
     settings = Settings(database_url=url, in_process_worker=False)
     orders = fresh_orders(shop)
 
-    def return_body() -> dict[str, Any]:
+    def return_body(decide: bool = True) -> dict[str, Any]:
         o = next(orders)
         line = shop.order_first_line[o]
         return {
             "order_id": rb.ident(4, o),
+            "decide": decide,
             "lines": [
                 {"order_line_id": rb.ident(5, line), "quantity": 1, "reason_code": "defective"}
             ],
@@ -233,6 +235,11 @@ def run(args: argparse.Namespace, url: str, conninfo: str) -> int:
 
         paths: list[tuple[str, Callable[[], Any]]] = [
             ("POST /returns", lambda: call("POST", "/api/v1/returns", return_body())),
+            # What scale_bench's fixed-rate section sends: the request, no decision.
+            (
+                "POST /returns decide=false",
+                lambda: call("POST", "/api/v1/returns", return_body(decide=False)),
+            ),
             ("GET /returns", lambda: call("GET", "/api/v1/returns", params={"limit": PAGE})),
             (
                 "GET /returns?status",

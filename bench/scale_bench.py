@@ -577,6 +577,11 @@ def section_reports(ctx: Context) -> None:
         try:
             if name is not None:
                 build_shop(url, size, args.seed)
+            months, rollup_seconds = report_bench.roll_up(url, pg_info(url))
+            ctx.say(
+                f"  {size:,} returns: {months} months rolled up in {rollup_seconds:.0f} s "
+                "(the workers' first pass); net profit then reads the last day raw"
+            )
             folder = Path(tempfile.mkdtemp(prefix="rg-scale-parquet-", dir=ctx.folder))
             report_bench.export_parquet(pg_info(url), folder)
             duck = report_bench.duckdb_connection(folder)

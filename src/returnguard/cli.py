@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -411,7 +411,6 @@ def events_checkpoint(
 
     Exits 1 when a chain did not verify and was left unsealed."""
     from returnguard.audit.checkpoints import write_checkpoints
-    from returnguard.auth.models import Organization
 
     wanted = _parse_id(organization) if organization else None
     settings = _settings(database_url)
@@ -425,11 +424,7 @@ def events_checkpoint(
         )
     db = Database(settings.database_url)
     try:
-        if wanted is not None:
-            with db.session(read_only=True) as session:
-                if session.get(Organization, wanted) is None:
-                    console.print(f"error: organization {wanted} not found", markup=False)
-                    raise typer.Exit(2)
+        _require_organization(db, wanted)
         run = write_checkpoints(db, key, wanted)
     finally:
         db.dispose()
@@ -583,6 +578,18 @@ def webhooks_delete(endpoint: str, org: OrgOpt, database_url: DatabaseOpt = None
     _change_endpoint(org, endpoint, database_url, "delete")
 
 
+def _require_organization(db: Database, organization_id: uuid.UUID | None) -> None:
+    """Exit 2 when ``--org`` names no organization (None: every one, nothing to check)."""
+    from returnguard.auth.models import Organization
+
+    if organization_id is None:
+        return
+    with db.session(read_only=True) as session:
+        if session.get(Organization, organization_id) is None:
+            console.print(f"error: organization {organization_id} not found", markup=False)
+            raise typer.Exit(2)
+
+
 def _parse_id(value: str, what: str = "--org", kind: str = "an organization id") -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -665,6 +672,35 @@ def policies_backtest(
     if csv_file is not None:
         csv_file.write_text(report.to_csv(), encoding="utf-8")
         typer.echo(f"wrote {len(report.differing)} differing return(s) to {csv_file}")
+
+
+@report_app.command("rollup")
+def report_rollup(
+    organization: str | None = typer.Option(None, "--org", help="Only this organization"),
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Rebuild the net-profit rollups of every month that changed or has none yet (the
+    workers do it every RETURNGUARD_ROLLUP_INTERVAL_SECONDS; this is for cron when that
+    is 0, and after a large import). Reports are exact either way: they read days not
+    rolled up from the raw rows, which is slower."""
+    from returnguard.ledger import rollups
+
+    wanted = _parse_id(organization) if organization else None
+    settings = _settings(database_url)
+    db = Database(settings.database_url)
+    try:
+        _require_organization(db, wanted)
+
+        def built(org: uuid.UUID, month: date, seconds: float) -> None:
+            typer.echo(f"{org}: {month:%Y-%m} rebuilt in {seconds:.2f} s")
+
+        run = rollups.compact(db, wanted, on_month=built)
+    finally:
+        db.dispose()
+    if run.failed:
+        typer.echo(f"{run.failed} month(s) were being rebuilt by another process: skipped")
+    if not run.built and not run.failed:
+        typer.echo("nothing to rebuild: every month's rollups are current")
 
 
 @report_app.command("net-profit")

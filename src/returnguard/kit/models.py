@@ -5,6 +5,7 @@ from returnguard.auth.models import ApiKey, Organization, User
 from returnguard.fx.models import FxRate
 from returnguard.kit.db import Base
 from returnguard.ledger.models import LedgerEntry
+from returnguard.ledger.rollup_models import ReportDirty, ReportRollup, ReportRollupMonth
 from returnguard.orders.models import Buyer, Channel, Order, OrderLine, Product
 from returnguard.outbox.models import OutboxMessage, WebhookDelivery, WebhookEndpoint
 from returnguard.policies.models import Evidence, Policy, PolicyVersion, ReturnDecision
@@ -31,6 +32,9 @@ __all__ = [
     "Receipt",
     "Refund",
     "RefundProvider",
+    "ReportDirty",
+    "ReportRollup",
+    "ReportRollupMonth",
     "Return",
     "ReturnDecision",
     "ReturnLine",

@@ -34,6 +34,8 @@ class LedgerEntry(Base):
         UniqueConstraint("organization_id", "natural_key"),
         CheckConstraint("amount_minor <> 0", name="amount_not_zero"),
         Index("ix_ledger_entries_organization_id_occurred_on", "organization_id", "occurred_on"),
+        # The entry list pages newest booking first by (created_at, id) (migration 0011).
+        Index("ix_ledger_entries_org_created", "organization_id", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

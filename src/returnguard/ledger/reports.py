@@ -46,6 +46,7 @@ from returnguard.kit.db import Database
 from returnguard.kit.money import Money, minor_digits
 from returnguard.kit.spreadsheet import csv_text, xml_text
 from returnguard.ledger import repository as repo
+from returnguard.ledger import rollups
 
 
 class GroupBy(StrEnum):
@@ -152,13 +153,21 @@ class NetProfitReport:
         self.currency = base_currency(session, organization_id)
         self._queries = repo.ReportQueries(session, organization_id, self.currency)
         self._seen: _Seen | None = None
+        # The months the worker rolled up are summed; the rest is read raw (by order,
+        # everything is: one row per order).
+        self.rollup = (
+            None
+            if group_by is GroupBy.ORDER
+            else rollups.report_plan(session, organization_id, self.currency, first, last)
+        )
 
     def rows(self) -> Iterator[NetProfitRow]:
         """The groups: by order sorted by the order's external id, otherwise by key."""
         q = self._queries
         missing_rates = missing_units = 0
         costs: dict[str, int] = {}
-        result = q.execute(q.net_profit(self.group_by.value, self.first, self.last), stream=True)
+        stmt = q.net_profit(self.group_by.value, self.first, self.last, self.rollup)
+        result = q.execute(stmt, stream=True)
         for key, label, *figures, units, rates in result:
             missing_rates += _int(rates)
             missing_units += _int(units)
@@ -190,6 +199,13 @@ class NetProfitReport:
         if self._seen is not None and self.group_by is GroupBy.SKU:
             return dict(sorted(self._seen.missing_costs.items()))
         q = self._queries
+        if self.rollup is not None:  # per SKU from the rollups too
+            stmt = q.net_profit(GroupBy.SKU.value, self.first, self.last, self.rollup)
+            return {
+                str(key): _int(units)
+                for key, _label, *_figures, units, _rates in q.execute(stmt, stream=True)
+                if key is not None and units
+            }
         rows = q.execute(q.net_profit_missing_costs(self.first, self.last))
         return {sku: _int(units) for sku, units in rows}
 

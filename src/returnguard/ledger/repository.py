@@ -42,6 +42,8 @@ from returnguard.fx.models import FxRate
 from returnguard.kit.db import UTCDateTime
 from returnguard.kit.money import known_currencies, minor_digits
 from returnguard.ledger.models import LedgerEntry
+from returnguard.ledger.rollup_models import ReportRollup
+from returnguard.ledger.rollup_plan import Days, Rollup
 from returnguard.orders.models import Channel, Order, OrderLine, Product
 from returnguard.refunds.models import Refund
 from returnguard.returns.models import Inspection, Receipt, Return, ReturnLine, Shipment
@@ -249,6 +251,16 @@ def _start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
+def _on_days(days: Days, day: Any) -> Any:
+    return or_(*(and_(day >= a, day <= b) for a, b in days))
+
+
+def _at_days(days: Days, timestamp: Any) -> Any:
+    return or_(
+        *(and_(timestamp >= _start(a), timestamp < _start(b + timedelta(days=1))) for a, b in days)
+    )
+
+
 def days_first(days: CTE) -> Any:
     """The first day of a calendar (its anchor)."""
     return select(func.min(days.c.day)).scalar_subquery()
@@ -384,7 +396,7 @@ class ReportQueries:
         )
         return days.union_all(select(following).where(days.c.day < last))
 
-    def rates(self, first: Any, last: date, name: str = "rates") -> CTE:
+    def rates(self, first: Any, last: date, name: str = "rates", only: Days | None = None) -> CTE:
         """The rate into the base currency of every currency that has one, on every day from
         ``first`` to ``last``: columns ``currency``, ``day``, ``rate`` (NULL when none is
         known that day) and, on PostgreSQL, ``short`` (see :meth:`converted`).
@@ -406,6 +418,9 @@ class ReportQueries:
             .prefix_with("MATERIALIZED")
         )
         days = self.calendar(first, last, f"{name}_days")
+        if only is not None:
+            # Only the days asked for; a stored rate between them still carries forward.
+            days = select(days.c.day).where(_on_days(only, days.c.day)).cte(f"{name}_only")
         p = pairs.c
         grid = select(
             p.base, p.quote, days.c.day, literal(2).label("kind"), null().label("rate")
@@ -707,9 +722,12 @@ class ReportQueries:
             name
         )
 
-    def entry_sku_parts(self, entries: Any, name: str) -> CompoundSelect[Any]:
+    def entry_sku_parts(
+        self, entries: Any, name: str, extra: Sequence[str] = ()
+    ) -> CompoundSelect[Any]:
         """Converted entries (``id``, ``kind``, ``order_id``, ``return_id``, ``sku``,
-        ``order_line_id``, ``amount``) as (``kind``, ``sku``, ``title``, ``part``).
+        ``order_line_id``, ``amount``) as (``kind``, ``sku``, ``title``, ``part``), then
+        the ``extra`` columns of each entry.
 
         An entry about a line goes to its SKU; one about a whole return is split over the
         return's lines by unit price x units (approved, else requested); one about a whole
@@ -722,6 +740,7 @@ class ReportQueries:
             e.sku.label("sku"),
             type_coerce(null(), String).label("title"),
             e.amount.label("part"),
+            *(e[n] for n in extra),
         ).where(e.sku.is_not(None), e.amount.is_not(None))
         return_lines = join(ReturnLine, OrderLine, OrderLine.id == ReturnLine.order_line_id)
         by_return = (
@@ -736,6 +755,7 @@ class ReportQueries:
                 ReturnLine.id.label("o2"),
                 OrderLine.sku,
                 OrderLine.title,
+                *(e[n] for n in extra),
             )
             .select_from(entries)
             .outerjoin(
@@ -769,6 +789,7 @@ class ReportQueries:
                 OrderLine.id.label("o2"),
                 OrderLine.sku,
                 OrderLine.title,
+                *(e[n] for n in extra),
             )
             .select_from(entries)
             .outerjoin(OrderLine, OrderLine.order_id == e.order_id)
@@ -778,22 +799,33 @@ class ReportQueries:
         def order_siblings(row: Any) -> Select[Any]:
             return _order_line_weights(row.order_id)
 
-        keep = ("kind", "sku", "title", "order_id", "return_id")
+        keep = ("kind", "sku", "title", *extra)
         shares = [
-            self.allocated(by_return, keep, return_siblings, f"{name}_split_return"),
-            self.allocated(by_order, keep[:-1], order_siblings, f"{name}_split_order"),
+            self.allocated(
+                by_return, (*keep, "order_id", "return_id"), return_siblings, f"{name}_split_return"
+            ),
+            self.allocated(by_order, (*keep, "order_id"), order_siblings, f"{name}_split_order"),
         ]
         return union_all(
             direct,
             *(
-                select(x.c.kind, func.coalesce(x.c.sku, "").label("sku"), x.c.title, x.c.part)
+                select(
+                    x.c.kind,
+                    func.coalesce(x.c.sku, "").label("sku"),
+                    x.c.title,
+                    x.c.part,
+                    *(x.c[n] for n in extra),
+                )
                 for x in shares
             ),
         )
 
     # -- net profit ------------------------------------------------------------------------
 
-    def _orders(self, first: date, last: date) -> CTE:
+    def _orders(self, first: date, last: date, days: Days | None = None) -> CTE:
+        """The organization's orders placed on ``first``..``last`` (only on ``days``, when
+        given)."""
+        when = _at_days(days if days is not None else [(first, last)], Order.ordered_at)
         return (
             select(
                 Order.id.label("order_id"),
@@ -803,23 +835,16 @@ class ReportQueries:
                 Order.ordered_at,
                 self.day_of(Order.ordered_at).label("day"),
             )
-            .where(
-                Order.organization_id == self.org,
-                Order.ordered_at >= _start(first),
-                Order.ordered_at < _start(last + timedelta(days=1)),
-            )
+            .where(Order.organization_id == self.org, when)
             .cte("np_orders")
             .prefix_with("NOT MATERIALIZED")
         )
 
-    def _entries(self, first: date, last: date) -> CTE:
+    def _entries(self, first: date, last: date, days: Days | None = None) -> CTE:
+        when = _on_days(days if days is not None else [(first, last)], LedgerEntry.occurred_on)
         return (
             select(*_ENTRY_COLUMNS)
-            .where(
-                LedgerEntry.organization_id == self.org,
-                LedgerEntry.occurred_on >= first,
-                LedgerEntry.occurred_on <= last,
-            )
+            .where(LedgerEntry.organization_id == self.org, when)
             .cte("np_entries")
             .prefix_with("NOT MATERIALIZED")
         )
@@ -835,11 +860,13 @@ class ReportQueries:
         return known, Product.unit_cost_minor * OrderLine.quantity
 
     def _net_profit_parts(
-        self, group_by: str, first: date, last: date
+        self, group_by: str, first: date, last: date, days: Days | None = None
     ) -> tuple[CTE, CTE, CTE, Any, Any]:
-        orders, entries = self._orders(first, last), self._entries(first, last)
+        orders, entries = self._orders(first, last, days), self._entries(first, last, days)
         o, e = orders.c, entries.c
-        rates = self.rates(first, last)
+        if days:  # rates for the days read, not the whole period
+            first, last = days[0][0], days[-1][1]
+        rates = self.rates(first, last, only=days if days and len(days) > 1 else None)
         order_rate = rates.alias("order_rate")
         revenue = (
             select(*o, self.converted(order_rate, o.captured_minor, o.currency).label("revenue"))
@@ -917,15 +944,35 @@ class ReportQueries:
             *columns, known.label("known"), case((known, converted)).label("cost")
         ).where(r.revenue.is_not(None))
 
-    def net_profit(self, group_by: str, first: date, last: date) -> Select[Any]:
+    def net_profit(
+        self, group_by: str, first: date, last: date, rollup: Rollup | None = None
+    ) -> Select[Any]:
         """One row per group: ``key`` (and ``label`` where SQL knows it), the five figures,
         ``missing_units`` (units without a cost) and ``missing_rates`` (amounts left out).
-        A row with a NULL key gathers what could not be converted; it sorts first."""
-        rates, revenue, converted, _, _ = self._net_profit_parts(group_by, first, last)
+        A row with a NULL key gathers what could not be converted; it sorts first.
+
+        With ``rollup`` (not by order), the stored rows of its months and days are summed
+        and only its ``raw`` days are read from orders and entries."""
+        if rollup is None or group_by == "order" or not (rollup.months or rollup.days):
+            rollup = Rollup(raw=[(first, last)])
+        contributions: Any = self._raw_contributions(group_by, first, last, rollup.raw)
+        if rollup.months or rollup.days:
+            stored = self._rolled_up(group_by, rollup)
+            # Flat: SQLite takes no parenthesised compound select inside another.
+            branches = [] if contributions is None else list(contributions.selects)
+            contributions = union_all(*branches, stored) if branches else stored
+        return self._net_profit_groups(group_by, contributions)
+
+    def _raw_contributions(
+        self, group_by: str, first: date, last: date, days: Days
+    ) -> CompoundSelect[Any] | None:
+        if not days:
+            return None
+        rates, revenue, converted, _, _ = self._net_profit_parts(group_by, first, last, days)
         r, c = revenue.c, converted.c
         zero = literal(0)
         if group_by == "sku":
-            contributions = self._sku_contributions(revenue, converted, rates)
+            contributions: CompoundSelect[Any] = self._sku_contributions(revenue, converted, rates)
         else:
 
             def key_of(order_or_entry: Any, day: Any) -> Any:
@@ -976,6 +1023,9 @@ class ReportQueries:
                     case((c.amount.is_(None), 1), else_=0),
                 ),
             )
+        return contributions
+
+    def _net_profit_groups(self, group_by: str, contributions: Any) -> Select[Any]:
         parts = contributions.cte("np_parts")
         p = parts.c
         # Text keys group in code-point order: the order they are listed in, and no
@@ -1016,14 +1066,16 @@ class ReportQueries:
             )
         if group_by == "sku":
             # A SKU with entries but no sale in the period: its title from its order lines.
-            sku = self.in_code_order(OrderLine.sku)
+            # Looked up in the lines' own collation, so the (organization, SKU) index
+            # serves it (equal text is equal in every collation).
+            wanted = g.g.collate("default") if self.pg else g.g
             titles = (
-                select(sku.label("sku"), func.max(OrderLine.title).label("title"))
+                select(OrderLine.sku.label("sku"), func.max(OrderLine.title).label("title"))
                 .where(
                     OrderLine.organization_id == self.org,
-                    sku.in_(select(g.g).where(g.title.is_(None))),
+                    OrderLine.sku.in_(select(wanted).where(g.title.is_(None), g.g != "")),
                 )
-                .group_by(sku)
+                .group_by(OrderLine.sku)
                 .cte("np_titles")
             )
             return (
@@ -1041,10 +1093,15 @@ class ReportQueries:
             g.g.is_not(None), self.in_code_order(g.g)
         )
 
-    def _sku_contributions(self, revenue: CTE, converted: CTE, rates: CTE) -> Any:
+    def _sku_contributions(
+        self, revenue: CTE, converted: CTE, rates: CTE, *, by_day: bool = False
+    ) -> Any:
+        """Per SKU (``g``): the revenue split over the orders' lines, their cost, the
+        entries split likewise; with ``by_day``, per (``day``, ``channel_id``, ``g``)."""
         r, c = revenue.c, converted.c
         known, cost = self._product_cost()
         zero = literal(0)
+        dims = ("day", "channel_id") if by_day else ()
         # Each order's converted revenue over its lines by value.
         base = (
             select(literal(1))
@@ -1068,21 +1125,30 @@ class ReportQueries:
                 OrderLine.quantity,
                 case((OrderLine.id.is_not(None), known), else_=true()).label("known"),
                 case((known, converted_cost)).label("cost"),
+                *((r.day.label("day"), r.channel_id.label("channel_id")) if by_day else ()),
             ).where(r.revenue.is_not(None))
         ).cte("np_sku_lines")
         shares = self.allocated(
             lines,
-            ("sku", "title", "quantity", "known", "cost"),
+            ("sku", "title", "quantity", "known", "cost", *dims),
             lambda row: _order_line_weights(row.k),
             "np_revenue_split",
         )
         s = shares.c
-        entry_parts = self.entry_sku_parts(converted, "np_entries").cte("np_entry_parts")
+        entry_parts = self.entry_sku_parts(
+            converted, "np_entries", ("occurred_on", "channel_id") if by_day else ()
+        ).cte("np_entry_parts")
         ep = entry_parts.c
         refunds, costs, recoveries = _kind_parts(ep.kind, ep.part)
+        s_dims = (s.day, s.channel_id) if by_day else ()
+        ep_group = (ep.occurred_on, ep.channel_id) if by_day else ()
+        ep_dims = (ep.occurred_on.label("day"), ep.channel_id) if by_day else ()
+        r_dims = (r.day, r.channel_id) if by_day else ()
+        c_dims = (c.occurred_on, c.channel_id) if by_day else ()
         # Each branch sums per SKU first: the union to group is then a few rows per SKU.
         return union_all(
             select(
+                *s_dims,
                 s.sku.label("g"),
                 func.max(s.title).label("title"),
                 func.sum(s.part).label("revenue"),
@@ -1094,8 +1160,9 @@ class ReportQueries:
                 func.sum(
                     case((and_(s.known, s.cost.is_(None), s.quantity.is_not(None)), 1), else_=0)
                 ).label("missing_rates"),
-            ).group_by(s.sku),
+            ).group_by(*s_dims, s.sku),
             select(
+                *ep_dims,
                 ep.sku,
                 func.max(ep.title),
                 zero,
@@ -1105,14 +1172,54 @@ class ReportQueries:
                 func.sum(recoveries),
                 zero,
                 zero,
-            ).group_by(ep.sku),
-            select(null(), null(), zero, zero, zero, zero, zero, zero, literal(1)).where(
+            ).group_by(*ep_group, ep.sku),
+            select(*r_dims, null(), null(), zero, zero, zero, zero, zero, zero, literal(1)).where(
                 r.revenue.is_(None)
             ),
-            select(null(), null(), zero, zero, zero, zero, zero, zero, literal(1)).where(
+            select(*c_dims, null(), null(), zero, zero, zero, zero, zero, zero, literal(1)).where(
                 c.amount.is_(None)
             ),
         )
+
+    def rollup_rows(self, first: date, last: date) -> Select[Any]:
+        """What each (day, channel, SKU) contributed on ``first``..``last``: the rows the
+        worker stores in ``report_rollups`` (``sku`` NULL: what could not be converted)."""
+        rates, revenue, converted, _, _ = self._net_profit_parts("sku", first, last)
+        parts = self._sku_contributions(revenue, converted, rates, by_day=True).cte("rl_parts")
+        p = parts.c
+        return select(
+            p.day.label("period"),
+            p.channel_id,
+            p.g.label("sku"),
+            func.max(p.title).label("title"),
+            *(cast(func.sum(p[name]), BigInteger).label(name) for name in FIGURES),
+            cast(func.sum(p.missing_units), BigInteger).label("missing_units"),
+            cast(func.sum(p.missing_rates), BigInteger).label("missing_rates"),
+        ).group_by(p.day, p.channel_id, p.g)
+
+    def _rolled_up(self, group_by: str, rollup: Rollup) -> Select[Any]:
+        """The stored rows of ``rollup`` as contributions to ``group_by``'s groups."""
+        ru = ReportRollup
+        converted = ru.sku.is_not(None)
+        key: Any
+        if group_by == "sku":
+            key = ru.sku
+        elif group_by == "channel":
+            key = case((converted, ru.channel_id))
+        else:
+            key = case((converted, self.month_of(ru.period)))
+        periods = []
+        if rollup.months:
+            periods.append(and_(ru.monthly.is_(True), _on_days(rollup.months, ru.period)))
+        if rollup.days:
+            periods.append(and_(ru.monthly.is_(False), _on_days(rollup.days, ru.period)))
+        return select(
+            key.label("g"),
+            (ru.title if group_by == "sku" else type_coerce(null(), String)).label("title"),
+            *(getattr(ru, name) for name in FIGURES),
+            ru.missing_units,
+            ru.missing_rates,
+        ).where(ru.organization_id == self.org, ru.base == self.base, or_(*periods))
 
     def net_profit_missing_rates(self, first: date, last: date) -> tuple[Select[Any], Select[Any]]:
         """Orders and product costs (in order), then entries, that could not be converted:
@@ -1313,6 +1420,13 @@ class ReportQueries:
         paid, where they start among the line's paid units (oldest refund first), and the
         line's received and inspected units and SKU."""
         settled = self.day_of(func.coalesce(Refund.settled_at, Refund.updated_at))
+        # Only a line with more units refunded than inspected can have anything at risk:
+        # the refunds paid for it (whose units the guard counts in ``refunded``) are at most
+        # its refunded units, and each is covered once the line's inspected units reach its
+        # own. So only the refunds of returns with such a line are unpacked, not all.
+        exposed = select(ReturnLine.return_id).where(
+            ReturnLine.organization_id == self.org, ReturnLine.refunded > ReturnLine.inspected
+        )
         if self.pg:
             element = (
                 func.json_array_elements(Refund.lines)
@@ -1350,6 +1464,7 @@ class ReportQueries:
                 Refund.organization_id == self.org,
                 Refund.status == "succeeded",
                 settled <= as_of,
+                Refund.return_id.in_(exposed),
             )
             .cte("mr_parts")
         )
@@ -1434,13 +1549,8 @@ class ReportQueries:
     def _converted_exposures(self, as_of: date, exposures: CTE | None = None) -> CTE:
         exposures = self._exposures(as_of) if exposures is None else exposures
         x = exposures.c
-        settled = self.day_of(func.coalesce(Refund.settled_at, Refund.updated_at))
-        first_paid = (
-            select(func.min(settled))
-            .where(Refund.organization_id == self.org, Refund.status == "succeeded")
-            .scalar_subquery()
-        )
-        rates = self.rates(first_paid, as_of)
+        # Rates from the oldest refund that has something at risk.
+        rates = self.rates(select(func.min(x.day)).scalar_subquery(), as_of)
 
         def converted(amount: Any) -> Any:
             # A zero amount needs no rate (and is not reported as missing one).

@@ -103,7 +103,9 @@ def list_buyers(
         stmt = stmt.where(func.lower(Buyer.email) == email.lower())
     if cursor:
         at, bid = decode_cursor(cursor)
-        stmt = stmt.where((Buyer.created_at < at) | ((Buyer.created_at == at) & (Buyer.id < bid)))
+        # The first term bounds the index range (ix_buyers_org_created); the second skips
+        # the ties already seen.
+        stmt = stmt.where(Buyer.created_at <= at, (Buyer.created_at < at) | (Buyer.id < bid))
     rows = list(session.scalars(stmt))
     page = rows[:limit]
     return BuyerPage(

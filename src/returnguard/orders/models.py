@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -73,11 +74,23 @@ class Buyer(Base):
     """A buyer's identity on one channel (marketplaces give no cross-channel identity)."""
 
     __tablename__ = "buyers"
-    __table_args__ = (UniqueConstraint("organization_id", "channel_id", "external_id"),)
+    # The buyer list pages newest first by (created_at, id), all of them or the watchlist:
+    # each is a range of one index in that order (migration 0011).
+    __table_args__ = (
+        UniqueConstraint("organization_id", "channel_id", "external_id"),
+        Index("ix_buyers_org_created", "organization_id", "created_at", "id"),
+        Index(
+            "ix_buyers_org_watchlisted_created",
+            "organization_id",
+            "watchlisted",
+            "created_at",
+            "id",
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+        ForeignKey("organizations.id", ondelete="CASCADE")
     )
     channel_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("channels.id"))
     external_id: Mapped[str] = mapped_column(String(128))
@@ -96,6 +109,11 @@ class Order(Base):
         UniqueConstraint("channel_id", "external_id"),
         CheckConstraint("captured_minor >= 0", name="captured_not_negative"),
         CheckConstraint("shipping_minor >= 0", name="shipping_not_negative"),
+        # Reports and the rollup worker read an organization's orders by day.
+        Index("ix_orders_org_ordered_at", "organization_id", "ordered_at"),
+        # A buyer's orders by date: the policy's first-time-buyer fact, the buyer's history
+        # (migration 0011).
+        Index("ix_orders_buyer_ordered", "buyer_id", "ordered_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -131,6 +149,7 @@ class OrderLine(Base):
         CheckConstraint("unit_price_minor >= 0", name="unit_price_not_negative"),
         CheckConstraint("tax_minor >= 0", name="tax_not_negative"),
         CheckConstraint("discount_minor >= 0", name="discount_not_negative"),
+        Index("ix_order_lines_org_sku", "organization_id", "sku"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, bindparam, event, func, select, update
+from sqlalchemy.orm import Session, SessionTransaction
 
 from returnguard.audit import service as audit
 from returnguard.audit.service import jsonable
@@ -29,27 +29,69 @@ EVENT_TYPES = ("return.created", "return.status_changed")
 _NOTIFY_KEY = "returnguard.outbox_written"
 
 
+# An organization's active endpoints and what they subscribe to, read once per
+# transaction (a return's creation and its decision publish two events) and never kept
+# beyond it: an endpoint added, changed or disabled by another process is seen by the
+# next transaction, as it was when each event read them. Columns of the table, not
+# entities: nothing but the id and the subscriptions is needed here.
+_ENDPOINTS_KEY = "returnguard.outbox.endpoints"
+_endpoints_table = cast(Table, WebhookEndpoint.__table__)
+_ACTIVE_ENDPOINTS = select(_endpoints_table.c.id, _endpoints_table.c.event_types).where(
+    _endpoints_table.c.organization_id == bindparam("organization_id"),
+    _endpoints_table.c.active.is_(True),
+)
+Subscriptions = list[tuple[uuid.UUID, list[Any]]]
+
+
+def _endpoint_pending(session: Session) -> bool:
+    return any(
+        isinstance(obj, WebhookEndpoint) for obj in (*session.new, *session.dirty, *session.deleted)
+    )
+
+
+def _subscriptions(session: Session, organization_id: uuid.UUID) -> Subscriptions:
+    if _endpoint_pending(session):
+        # A query on the table does not flush the session itself; the flush forgets what
+        # was read before (below).
+        session.flush()
+    read: dict[uuid.UUID, Subscriptions] = session.info.setdefault(_ENDPOINTS_KEY, {})
+    found = read.get(organization_id)
+    if found is None:
+        rows = session.execute(_ACTIVE_ENDPOINTS, {"organization_id": organization_id})
+        found = read[organization_id] = [(row[0], list(row[1])) for row in rows]
+    return found
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_subscriptions(session: Session, transaction: SessionTransaction) -> None:
+    # The transaction's end, or a savepoint's (what it wrote is gone with it).
+    if transaction.parent is None or transaction.nested:
+        session.info.pop(_ENDPOINTS_KEY, None)
+
+
+@event.listens_for(Session, "before_flush")
+def _endpoints_written(session: Session, _context: Any, _instances: Any) -> None:
+    # An endpoint written in this transaction (by this module or any other code) is read
+    # again by the next event.
+    if _ENDPOINTS_KEY in session.info and _endpoint_pending(session):
+        session.info.pop(_ENDPOINTS_KEY, None)
+
+
 def publish_webhook_event(
     session: Session, organization_id: uuid.UUID, event_type: str, data: dict[str, Any]
 ) -> str:
     """Queue ``event_type`` for every active endpoint subscribed to it; returns the event id."""
     event_id = "evt_" + uuid.uuid4().hex
-    endpoints = session.scalars(
-        select(WebhookEndpoint).where(
-            WebhookEndpoint.organization_id == organization_id,
-            WebhookEndpoint.active.is_(True),
-        )
-    )
     created = utcnow()
-    for endpoint in endpoints:
-        if event_type not in endpoint.event_types and "*" not in endpoint.event_types:
+    for endpoint_id, event_types in _subscriptions(session, organization_id):
+        if event_type not in event_types and "*" not in event_types:
             continue
         session.add(
             OutboxMessage(
                 organization_id=organization_id,
                 topic=WEBHOOK_TOPIC,
                 payload={
-                    "endpoint_id": str(endpoint.id),
+                    "endpoint_id": str(endpoint_id),
                     "event": {
                         "id": event_id,
                         "type": event_type,

@@ -25,7 +25,7 @@ import logging
 import threading
 import uuid
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
 from sqlalchemy import or_, select
@@ -38,6 +38,9 @@ from returnguard.kit.egress import Egress, guarded_client
 from returnguard.outbox.handlers import Handler, HandlerContext, Handlers, Outcome
 from returnguard.outbox.models import OutboxMessage
 from returnguard.outbox.service import backoff
+
+if TYPE_CHECKING:
+    from returnguard.ledger.rollups import RollupSchedule
 
 log = logging.getLogger("returnguard.worker")
 
@@ -92,6 +95,15 @@ class Worker:
             if settings.checkpoint_interval_seconds
             else None
         )
+        # And it rebuilds the net-profit rollups of months that changed (docs/ledger.md, "Rollups"):
+        # a month at a time, each in its own transaction, so several workers may too.
+        self.rollups: RollupSchedule | None = None
+        if settings.rollup_interval_seconds:
+            # Imported here, like the handlers: the ledger builds on modules that register
+            # topics, which this package must not load.
+            from returnguard.ledger.rollups import RollupSchedule
+
+            self.rollups = RollupSchedule(db, timedelta(seconds=settings.rollup_interval_seconds))
 
     def close(self) -> None:
         """Release the HTTP connection pool (if the worker created it)."""
@@ -195,6 +207,8 @@ class Worker:
         while not stop.is_set():
             if self.checkpoints is not None:
                 self.checkpoints.tick()  # logs and retries its own failures
+            if self.rollups is not None:
+                self.rollups.tick()  # likewise
             try:
                 busy = self.run_once()
             except Exception:

@@ -8,8 +8,8 @@ from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import distinct, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import distinct, event, func, select
+from sqlalchemy.orm import Session, SessionTransaction
 
 from returnguard.audit.service import jsonable
 from returnguard.domain.policy.document import RiskLevel
@@ -18,6 +18,7 @@ from returnguard.domain.reasons import ReasonCode
 from returnguard.kit.money import Money
 from returnguard.orders.models import Buyer, Channel, Order, OrderLine, Product
 from returnguard.policies.models import Evidence
+from returnguard.returns import repository as returns_repo
 from returnguard.returns.models import Return
 
 
@@ -65,8 +66,38 @@ def return_facts(session: Session, ret: Return) -> ReturnFacts:
             )
         )
     }
-    kinds = evidence_counts(session, [ret.id]).get(ret.id, {})
+    if returns_repo.inserted_here(session, ret.id) and not _evidence_added(session, ret.id):
+        kinds: dict[str, int] = {}  # a return this transaction made, with no evidence yet
+    else:
+        kinds = evidence_counts(session, [ret.id]).get(ret.id, {})
     return assemble_facts(ret, order, channel, buyer, products, kinds, _first_time(session, order))
+
+
+# Returns this transaction added evidence to (as rows flushed): see _evidence_added.
+_EVIDENCE_ADDED = "returnguard.policies.evidence_added"
+
+
+@event.listens_for(Session, "before_flush")
+def _note_evidence(session: Session, _context: Any, _instances: Any) -> None:
+    for obj in session.new:
+        if isinstance(obj, Evidence):
+            added: set[uuid.UUID] = session.info.setdefault(_EVIDENCE_ADDED, set())
+            added.add(obj.return_id)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_evidence(session: Session, transaction: SessionTransaction) -> None:
+    # Only at the transaction's end: forgetting at a savepoint's would skip counting
+    # evidence flushed before it.
+    if transaction.parent is None:
+        session.info.pop(_EVIDENCE_ADDED, None)
+
+
+def _evidence_added(session: Session, return_id: uuid.UUID) -> bool:
+    """Whether this transaction added evidence to the return, flushed or not yet."""
+    if return_id in session.info.get(_EVIDENCE_ADDED, ()):
+        return True
+    return any(isinstance(obj, Evidence) and obj.return_id == return_id for obj in session.new)
 
 
 _FILE_KINDS = ("photo", "video", "document")

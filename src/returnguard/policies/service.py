@@ -12,11 +12,10 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import Select, and_, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from returnguard.audit import service as audit
@@ -199,8 +198,12 @@ def assign(session: Session, actor: Actor, channel: Channel, policy: Policy | No
     return channel
 
 
+def _default_name(channel: Channel) -> str:
+    return f"Default policy ({channel.currency})"
+
+
 def _default_policy(session: Session, channel: Channel) -> Policy:
-    name = f"Default policy ({channel.currency})"
+    name = _default_name(channel)
     existing = session.scalar(
         select(Policy).where(Policy.organization_id == channel.organization_id, Policy.name == name)
     )
@@ -214,23 +217,77 @@ def _default_policy(session: Session, channel: Channel) -> Policy:
     return existing
 
 
+def _published_statement() -> Select[PolicyVersion, Policy]:
+    # The channel's own policy if it has a published version, else the organization's
+    # default for the channel's currency: both candidates in one statement, the channel's
+    # first. Read afresh on every request, never cached in the process: a publication or
+    # an assignment made by another server process is seen by the next request.
+    own = Policy.id == bindparam("policy_id")
+    return (
+        select(PolicyVersion, Policy)
+        .join(
+            Policy,
+            and_(
+                Policy.id == PolicyVersion.policy_id,
+                Policy.published_version == PolicyVersion.version,
+            ),
+        )
+        .where(
+            or_(
+                own,
+                and_(
+                    Policy.organization_id == bindparam("organization_id"),
+                    Policy.name == bindparam("default_name"),
+                ),
+            )
+        )
+        .order_by(case((own, 0), else_=1))
+        .limit(1)
+    )
+
+
+# Built once: every decision asks it, and building it costs more than answering it.
+_PUBLISHED = _published_statement()
+
+
+def _published_for_channel(session: Session, channel: Channel) -> tuple[PolicyVersion, Policy]:
+    row = session.execute(
+        _PUBLISHED,
+        {
+            "policy_id": channel.policy_id,
+            "organization_id": channel.organization_id,
+            "default_name": _default_name(channel),
+        },
+    ).first()
+    if row is not None:
+        return row[0], row[1]
+    policy = _default_policy(session, channel)
+    assert policy.published_version is not None
+    return get_version(session, policy, policy.published_version), policy
+
+
 def policy_for_channel(session: Session, channel: Channel) -> PolicyVersion:
     """The published version the channel's new returns are decided with."""
-    policy = session.get(Policy, channel.policy_id) if channel.policy_id else None
-    if policy is None or policy.published_version is None:
-        policy = _default_policy(session, channel)
-    assert policy.published_version is not None
-    return get_version(session, policy, policy.published_version)
+    return _published_for_channel(session, channel)[0]
 
 
-@lru_cache(maxsize=256)
-def _compiled(version_id: uuid.UUID, document_json: str) -> CompiledPolicy:
-    # Versions never change, so their compiled form can be shared across requests.
-    return compile_policy(PolicyDocument.model_validate_json(document_json))
+# What each version compiles to, by id. A version is never changed once written (no
+# path updates one, and ids are never reused), so its compiled form is valid in every
+# process for as long as the process lives, and needs no invalidation: a new
+# publication is a new version, with an id of its own.
+_COMPILED_BY_ID: dict[uuid.UUID, CompiledPolicy] = {}
+_COMPILED_MAX = 256
 
 
 def compiled(version: PolicyVersion) -> CompiledPolicy:
-    return _compiled(version.id, json.dumps(version.document, sort_keys=True))
+    found = _COMPILED_BY_ID.get(version.id)
+    if found is None:
+        document = PolicyDocument.model_validate_json(json.dumps(version.document, sort_keys=True))
+        found = compile_policy(document)
+        if len(_COMPILED_BY_ID) >= _COMPILED_MAX:
+            _COMPILED_BY_ID.clear()
+        _COMPILED_BY_ID[version.id] = found
+    return found
 
 
 @dataclass(frozen=True)
@@ -281,21 +338,24 @@ class Evaluation:
     version: PolicyVersion
     decision: Decision
     facts: Any
+    # The version's policy when it was read with it (saves reading it again to store).
+    policy: Policy | None = None
 
 
 def evaluate_return(session: Session, ret: Return, *, for_person: bool = False) -> Evaluation:
     """The policy's decision on the return now. The policy's own path uses the channel's
     published version; a person's decision is checked against the version that governs
     the return (its latest decision's), so publishing never changes a past decision."""
+    policy: Policy | None = None
     if for_person:
         version = _version_for(session, ret)
     else:
         channel = session.get(Channel, ret.channel_id)
         if channel is None:
             raise LookupError(f"return {ret.id} lost its channel")
-        version = policy_for_channel(session, channel)
+        version, policy = _published_for_channel(session, channel)
     decision, facts = _evaluate(session, ret, version)
-    return Evaluation(version, decision, facts)
+    return Evaluation(version, decision, facts, policy)
 
 
 def store_decision(
@@ -348,7 +408,9 @@ def store_decision(
             "decision_id": record.id,
         },
     )
-    owner = session.get(Policy, version.policy_id)
+    owner = evaluation.policy
+    if owner is None or owner.id != version.policy_id:
+        owner = session.get(Policy, version.policy_id)
     return Decided(record, decision, version, owner.name if owner else "")
 
 

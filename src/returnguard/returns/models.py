@@ -45,6 +45,8 @@ class Return(Base):
             "requested_at",
             "id",
         ),
+        # A buyer's returns by date: the buyer's history (migration 0011).
+        Index("ix_returns_buyer_requested", "buyer_id", "requested_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import (
     Select,
+    Table,
     and_,
     bindparam,
     case,
@@ -21,6 +23,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session, SessionTransaction, aliased, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from returnguard.domain.returns import ReturnStatus
 from returnguard.returns.models import Inspection, Receipt, Return, ReturnLine, Shipment
@@ -97,6 +100,12 @@ def _locked(session: Session) -> set[uuid.UUID]:
     return held
 
 
+# Rows this transaction holds the lock of and reads again (the order of a new return,
+# when the policy decides it): kept referenced, so that the session's weak identity map
+# still has them and reading them again by primary key sends no query.
+_KEPT = "returnguard.returns.kept"
+
+
 @event.listens_for(Session, "after_transaction_end")
 def _forget_locks(session: Session, transaction: SessionTransaction) -> None:
     # The transaction's end, or a savepoint's (a rolled-back savepoint releases the locks
@@ -104,11 +113,31 @@ def _forget_locks(session: Session, transaction: SessionTransaction) -> None:
     # transaction changes nothing.
     if transaction.parent is None or transaction.nested:
         session.info.pop(_LOCKED, None)
+        session.info.pop(_KEPT, None)
+        session.info.pop(_INSERTED, None)
+
+
+# Returns this transaction inserted: nothing outside it refers to them yet.
+_INSERTED = "returnguard.returns.inserted"
 
 
 def hold_lock(session: Session, ret: Return) -> None:
     """Record that this transaction holds the row lock of ``ret`` (it inserted it)."""
     _locked(session).add(ret.id)
+    inserted: set[uuid.UUID] = session.info.setdefault(_INSERTED, set())
+    inserted.add(ret.id)
+
+
+def inserted_here(session: Session, return_id: uuid.UUID) -> bool:
+    """Whether this transaction inserted the return (so only it can have added to it)."""
+    return return_id in session.info.get(_INSERTED, ())
+
+
+def keep_locked(session: Session, row: object) -> None:
+    """Keep ``row``, locked by this transaction, in the session until the transaction
+    ends: nobody else can change it meanwhile, so the copy held is the row."""
+    kept: list[object] = session.info.setdefault(_KEPT, [])
+    kept.append(row)
 
 
 def _loaded(session: Session, organization_id: uuid.UUID, return_id: uuid.UUID) -> Return | None:
@@ -147,28 +176,68 @@ def get(
     return ret
 
 
-def number_taken(session: Session, organization_id: uuid.UUID, number: str) -> bool:
-    stmt = select(Return.id).where(
-        Return.organization_id == organization_id, Return.number == number
+_returns = cast(Table, Return.__table__)
+# The return's own columns a transition may change besides its status and version.
+_CHANGEABLE = tuple(
+    c.key for c in _returns.columns if not c.primary_key and c.key not in ("status", "version")
+)
+# Built once, on the table rather than the entity: asked on every new return.
+_NUMBER_TAKEN = (
+    select(_returns.c.id)
+    .where(
+        _returns.c.organization_id == bindparam("organization_id"),
+        _returns.c.number == bindparam("number"),
     )
-    return session.scalar(stmt) is not None
+    .limit(1)
+)
+
+
+def number_taken(session: Session, organization_id: uuid.UUID, number: str) -> bool:
+    found = session.execute(_NUMBER_TAKEN, {"organization_id": organization_id, "number": number})
+    return found.first() is not None
 
 
 def compare_and_set_status(
-    session: Session, ret: Return, expected: str, new: str, expected_version: int
+    session: Session,
+    ret: Return,
+    expected: str,
+    new: str,
+    expected_version: int,
+    updated_at: datetime | None = None,
 ) -> bool:
-    """Move the status only if nobody else moved it first; False when we lost the race."""
-    result = session.execute(
-        update(Return)
+    """Move the status only if nobody else moved it first; False when we lost the race.
+
+    The same UPDATE writes what else was changed on ``ret`` and not flushed yet (a
+    reason, an offer), and on success ``ret`` holds what the row does, with nothing
+    left for a flush to write."""
+    state = inspect(ret)
+    values: dict[str, object] = {}
+    for key in _CHANGEABLE:
+        added = state.attrs[key].history.added
+        if added:
+            values[key] = added[0]
+    values.update(status=new, version=expected_version + 1)
+    if updated_at is not None:
+        values["updated_at"] = updated_at
+    # On the table, not the entity: the ORM's bulk UPDATE machinery costs more CPU than
+    # the statement, and the one object it could refresh is refreshed below. Not
+    # autoflushed: that would write the changes above in an UPDATE of their own.
+    stmt = (
+        update(_returns)
         .where(
-            Return.id == ret.id,
-            Return.status == expected,
-            Return.version == expected_version,
+            _returns.c.id == ret.id,
+            _returns.c.status == expected,
+            _returns.c.version == expected_version,
         )
-        .values(status=new, version=expected_version + 1)
-        .execution_options(synchronize_session=False)
+        .values(values)
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    with session.no_autoflush:
+        result = session.execute(stmt)
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    for key, value in values.items():
+        set_committed_value(ret, key, value)
+    return True
 
 
 def list_returns(

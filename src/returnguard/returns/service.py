@@ -115,6 +115,8 @@ def create_return(session: Session, actor: Actor, data: ReturnIn) -> Return:
     order = orders_repo.order(session, actor.organization_id, data.order_id, lock=True)
     if order is None:
         raise NotFound(f"order {data.order_id} not found")
+    # The policy's decision reads the order and its lines again: from the session.
+    repo.keep_locked(session, order)
     order_lines = {ln.id: ln for ln in order.lines}
     claimed = repo.claimed_quantities(session, order_lines)
     errors: list[dict[str, str]] = []
@@ -198,6 +200,9 @@ def create_return(session: Session, actor: Actor, data: ReturnIn) -> Return:
             "number": ret.number,
             "reasons": [ln.reason_code for ln in ret.lines],
         },
+        # The return's id was drawn just now: its chain starts here, with no head to look
+        # up or lock (nor for the decision's events that follow in this transaction).
+        new_subject=True,
     )
     publish_webhook_event(session, actor.organization_id, "return.created", _webhook_data(ret))
     return ret
@@ -349,10 +354,10 @@ def transition(
         data = mutate(ret) if mutate else None
     except QuantityError as exc:
         raise _quantity_error(exc) from None
-    if not repo.compare_and_set_status(session, ret, current.value, target.value, version):
+    if not repo.compare_and_set_status(
+        session, ret, current.value, target.value, version, updated_at=utcnow()
+    ):
         raise ConcurrentUpdate("another request changed this return first; reload and retry")
-    ret.status, ret.version = target.value, version + 1
-    ret.updated_at = utcnow()
     session.flush()
     audit.record(
         session,
