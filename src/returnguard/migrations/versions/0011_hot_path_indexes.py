@@ -29,7 +29,7 @@ transaction.
 
 from collections.abc import Sequence
 
-from alembic import op
+from returnguard.migrations.indexes import swap_indexes
 
 revision: str = "0011"
 down_revision: str | None = "0010"
@@ -49,28 +49,11 @@ NEW = {
 OLD = {
     "ix_buyers_organization_id": ("buyers", ["organization_id"]),
 }
-Indexes = dict[str, tuple[str, list[str]]]
-
-
-def _swap(create: Indexes, drop: Indexes) -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        for name, (table, columns) in create.items():
-            op.create_index(name, table, columns)
-        for name, (table, _) in drop.items():
-            op.drop_index(name, table_name=table)
-        return
-    with op.get_context().autocommit_block():
-        for name, (table, columns) in create.items():
-            # A build interrupted before leaves an invalid index of this name behind.
-            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-            op.execute(f"CREATE INDEX CONCURRENTLY {name} ON {table} ({', '.join(columns)})")
-        for name in drop:
-            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
 
 
 def upgrade() -> None:
-    _swap(NEW, OLD)
+    swap_indexes(NEW, OLD)
 
 
 def downgrade() -> None:
-    _swap(OLD, NEW)
+    swap_indexes(OLD, NEW)

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from returnguard.migrations.indexes import swap_indexes
+
 revision: str = "0012"
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
@@ -319,7 +321,7 @@ def upgrade() -> None:
         f" SELECT id, {_ALL[0] if pg else _ALL[0][5:]}, {_ALL[1] if pg else _ALL[1][5:]}"
         " FROM organizations"
     )
-    _orders_index(create=True)
+    swap_indexes(_INDEXES, {})
 
 
 # Reports and the worker find an organization's orders by day, and a SKU's lines (its
@@ -330,24 +332,8 @@ _INDEXES = {
 }
 
 
-def _orders_index(*, create: bool) -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        for name, (table, columns) in _INDEXES.items():
-            if create:
-                op.create_index(name, table, columns)
-            else:
-                op.drop_index(name, table_name=table)
-        return
-    # Built without blocking writes to orders (see migration 0010).
-    with op.get_context().autocommit_block():
-        for name, (table, columns) in _INDEXES.items():
-            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-            if create:
-                op.execute(f"CREATE INDEX CONCURRENTLY {name} ON {table} ({', '.join(columns)})")
-
-
 def downgrade() -> None:
-    _orders_index(create=False)
+    swap_indexes({}, _INDEXES)
     if op.get_bind().dialect.name == "postgresql":
         for table, events in _PG_EVENTS.items():
             for event in events:
