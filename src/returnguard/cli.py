@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from returnguard.config import Settings
-from returnguard.kit.db import Database
+from returnguard.kit.db import Database, one_snapshot
 from returnguard.kit.migrate import upgrade
 
 app = typer.Typer(
@@ -390,8 +390,7 @@ def events_verify(
             # One snapshot per organization, so writes going on meanwhile cannot look
             # like gaps; read-only, so SQLite writers do not wait for it.
             with db.session(read_only=True) as session:
-                if db.dialect == "postgresql":
-                    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+                one_snapshot(session)
                 report = verify_chain(session, org_id, key=key)
             broken = broken or not report.ok
             typer.echo(report.summary())

@@ -259,6 +259,13 @@ class Database:
         self.engine.dispose()
 
 
+def one_snapshot(session: Session) -> None:
+    """Make every statement of the session's unit of work see one snapshot (REPEATABLE
+    READ on PostgreSQL; a SQLite transaction already does). Call before the first one."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
 def is_read_only(session: Session) -> bool:
     return bool(session.info.get(READ_ONLY))
 

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from returnguard.auth.models import Organization
 from returnguard.domain import ledger as rules
 from returnguard.domain.ledger import Figures
-from returnguard.kit.db import Database
+from returnguard.kit.db import Database, one_snapshot
 from returnguard.kit.money import Money, minor_digits
 from returnguard.kit.spreadsheet import csv_text, xml_text
 from returnguard.ledger import repository as repo
@@ -77,8 +77,7 @@ def reading(db: Database) -> Iterator[Session]:
     """A read-only unit of work for a report: all its statements see one snapshot, so the
     rows, the total and the lists of what is missing agree with each other."""
     with db.session(read_only=True) as session:
-        if db.dialect == "postgresql":
-            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        one_snapshot(session)
         yield session
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from returnguard.auth.models import Organization
-from returnguard.kit.db import Database, utcnow
+from returnguard.kit.db import Database, one_snapshot, utcnow
 from returnguard.ledger import repository as repo
 from returnguard.ledger.models import LedgerEntry
 from returnguard.ledger.rollup_models import ReportDirty, ReportRollup, ReportRollupMonth
@@ -94,12 +94,6 @@ class RollupRun:
     failed: int = 0
     seconds: float = 0.0
     unfinished: bool = False  # stopped by its budget with months still due
-
-
-def _snapshot(session: Session) -> None:
-    # Every statement of the unit sees one snapshot: the ranges read and the rows built.
-    if session.get_bind().dialect.name == "postgresql":
-        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
 def _span(session: Session, org: uuid.UUID) -> tuple[date, date] | None:
@@ -231,7 +225,7 @@ def compact(
     started = clock.monotonic()
     for org, base in _organizations(db, organization_id):
         with db.session() as session:
-            _snapshot(session)
+            one_snapshot(session)
             due = _due(session, org, base)
         for month in due:
             if budget_seconds is not None and clock.monotonic() - started > budget_seconds:
@@ -240,7 +234,7 @@ def compact(
             t0 = clock.monotonic()
             try:
                 with db.session() as session:
-                    _snapshot(session)
+                    one_snapshot(session)
                     build_month(session, org, base, month)
             except (IntegrityError, DBAPIError) as exc:
                 # Another worker built it (or changed its ranges) first: next pass.
@@ -254,7 +248,7 @@ def compact(
             # What is left of the ranges beyond the built months (a rate's "until further
             # notice") touches nothing: dropped now, not at the next pass.
             with db.session() as session:
-                _snapshot(session)
+                one_snapshot(session)
                 _due(session, org, base)
     run.seconds = clock.monotonic() - started
     return run
