@@ -32,8 +32,12 @@ REQUESTS = 50
 
 
 def _attempt(url: str, org: str, return_id: str, line_id: str, key: str) -> str:
-    """One request in its own session: 'created', 'replayed' or the refusal's code."""
-    db = Database(url)
+    """One request in its own session: 'created', 'replayed' or the refusal's code.
+
+    On SQLite the fifty writers take turns; the server's 5 s wait for the write lock (then
+    503) is a capacity limit, not what this test is about, and a loaded CI machine can
+    queue them longer: each waits up to a minute here."""
+    db = Database(url, busy_timeout_ms=60_000)
     try:
         actor = Actor(uuid.UUID(org), "admin", "api_key", None, "race")
         body = RefundIn.model_validate(
