@@ -4,6 +4,7 @@
     python bench/import_bench.py --rows 1000000       # a million rows
     python bench/import_bench.py --rows 5000          # a smoke run, seconds
     python bench/import_bench.py --reimport           # also the same file again
+    python bench/import_bench.py --sqlite             # the import into SQLite instead
 
 It writes a CSV of N order lines in the importer's format to a temporary folder, creates
 a fresh PostgreSQL database next to the one in ``--admin-url`` (127.0.0.1 only), migrates
@@ -247,7 +248,8 @@ class Breakdown:
 
 def server_cpu(database: str) -> float:
     """CPU seconds (user + system) used so far by the PostgreSQL backends serving
-    ``database`` (the server runs on this machine; 0 where /proc is not there). On a
+    ``database`` (the server runs on this machine; 0 where /proc is not there, and for
+    SQLite, which runs in this process). On a
     shared machine wall-clock time says little; the two processes' CPU says where the
     work is. Backends that ended (a connection closed) are not counted."""
     total = 0
@@ -337,6 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--breakdown", action="store_true", help="time the import's steps (a little slower)"
     )
     parser.add_argument("--keep-db", action="store_true", help="do not drop the database")
+    parser.add_argument(
+        "--sqlite",
+        action="store_true",
+        help="import into a SQLite file in the temporary folder (COPY still on PostgreSQL)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
     args = parser.parse_args(argv)
 
@@ -358,7 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = admin_url.set(database=name).render_as_string(hide_password=False)
+        pg_url = admin_url.set(database=name).render_as_string(hide_password=False)
+        url = f"sqlite:///{Path(folder) / 'bench.sqlite3'}" if args.sqlite else pg_url
         db: Database | None = None
         try:
             upgrade(url)
@@ -408,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(_line("same file again:", again, generated.rows))
                 assert again.report.orders_unchanged == generated.orders, again.report.summary()
 
-            copy_seconds = copy_file(url, path)
+            copy_seconds = copy_file(pg_url, path)
             copy_rate = generated.rows / copy_seconds
             print(f"{'COPY:':<16}{copy_seconds:8.2f} s {copy_rate:>10,.0f} rows/s")
         finally:

@@ -216,8 +216,13 @@ def build(conn: psycopg.Connection[Any], n_returns: int, seed: int) -> Shop:
             shop.line_sku.append(int(n_skus * rng.random() ** 2))
             shop.line_qty.append(rng.choices((1, 2, 3), (80, 15, 5))[0])
 
+    # Each table is written in time order, as a live shop appends its rows: a day's orders,
+    # lines and entries sit together on disk instead of spread over the whole table. (The
+    # rows are the same whatever the order.)
+    by_day = sorted(range(n_orders), key=lambda o: -shop.order_day[o])
+
     def orders() -> Iterator[str]:
-        for o in range(n_orders):
+        for o in by_day:
             channel, day = shop.order_channel[o], END - timedelta(days=shop.order_day[o])
             first, count = shop.order_first_line[o], shop.order_lines[o]
             shipping = 0 if o % 3 else 499
@@ -241,7 +246,7 @@ def build(conn: psycopg.Connection[Any], n_returns: int, seed: int) -> Shop:
     )
 
     def lines() -> Iterator[str]:
-        for o in range(n_orders):
+        for o in by_day:
             channel, first = shop.order_channel[o], shop.order_first_line[o]
             for position in range(shop.order_lines[o]):
                 ln = first + position
@@ -266,14 +271,21 @@ def build(conn: psycopg.Connection[Any], n_returns: int, seed: int) -> Shop:
     return shop
 
 
+def in_order(rows: list[tuple[str, str]]) -> Iterator[str]:
+    """The rows by their day (stable: in the order they were made within a day)."""
+    rows.sort(key=lambda row: row[0])
+    return (row for _, row in rows)
+
+
 def load_returns(shop: Shop, copy: Copier, rng: random.Random) -> None:
     """Returns, their lines, the refunds paid and the ledger entries, in one pass: the rows
     of each table are kept as text (one table after the other would need the draws
     again)."""
-    returns: list[str] = []
-    return_lines: list[str] = []
-    refunds: list[str] = []
-    entries: list[str] = []
+    # (day, row): written in time order (see build)
+    returns: list[tuple[str, str]] = []
+    return_lines: list[tuple[str, str]] = []
+    refunds: list[tuple[str, str]] = []
+    entries: list[tuple[str, str]] = []
     stride = 1_000_003  # a prime: r * stride mod orders visits each order at most once
     assert shop.orders < stride or shop.orders % stride
     shares = [share for _, share, _, _, _ in STATUSES]
@@ -296,9 +308,12 @@ def load_returns(shop: Shop, copy: Copier, rng: random.Random) -> None:
         sku = f"SKU-{shop.line_sku[line]:05d}" if line is not None else NULL
         refund_id = ident(8, refund) if refund is not None else NULL
         entries.append(
-            f"{ident(9, n_entry)}\t{ORG_ID}\t{kind}\t{amount}\t{currency}\t{iso(day)}\t"
-            f"{ident(4, order)}\t{ident(6, ret)}\t{line_id}\t{sku}\t{ident(1, channel)}\t"
-            f"{refund_id}\t\tbench\t{stamp(day, 12)}\n"
+            (
+                iso(day),
+                f"{ident(9, n_entry)}\t{ORG_ID}\t{kind}\t{amount}\t{currency}\t{iso(day)}\t"
+                f"{ident(4, order)}\t{ident(6, ret)}\t{line_id}\t{sku}\t{ident(1, channel)}\t"
+                f"{refund_id}\t\tbench\t{stamp(day, 12)}\n",
+            )
         )
 
     for r in range(shop.returns):
@@ -314,8 +329,11 @@ def load_returns(shop: Shop, copy: Copier, rng: random.Random) -> None:
         )
         shown = "refunded" if status == "refunded_early" else status
         returns.append(
-            f"{ident(6, r)}\t{ORG_ID}\tR-{r}\t{ident(4, o)}\t{ident(1, channel)}\t{shown}\t1\t"
-            f"{currency}\t\t{stamp(requested)}\t{stamp(settled)}\n"
+            (
+                iso(requested),
+                f"{ident(6, r)}\t{ORG_ID}\tR-{r}\t{ident(4, o)}\t{ident(1, channel)}\t{shown}\t1\t"
+                f"{currency}\t\t{stamp(requested)}\t{stamp(settled)}\n",
+            )
         )
         first, count = shop.order_first_line[o], shop.order_lines[o]
         chosen = [first] if count == 1 or r % 10 else list(range(first, first + count))
@@ -328,9 +346,12 @@ def load_returns(shop: Shop, copy: Copier, rng: random.Random) -> None:
             got = approved if received else 0
             checked = got if inspected else 0
             return_lines.append(
-                f"{ident(7, n_line)}\t{ORG_ID}\t{ident(6, r)}\t{ident(5, ln)}\t{position}\t"
-                f"changed_mind\t\t{qty}\t{approved}\t{got}\t{checked}\t{checked}\t"
-                f"{approved if paid else 0}\n"
+                (
+                    iso(requested),
+                    f"{ident(7, n_line)}\t{ORG_ID}\t{ident(6, r)}\t{ident(5, ln)}\t{position}\t"
+                    f"changed_mind\t\t{qty}\t{approved}\t{got}\t{checked}\t{checked}\t"
+                    f"{approved if paid else 0}\n",
+                )
             )
             if paid:
                 item, tax, discount = line_amounts(shop, ln, channel)
@@ -361,9 +382,13 @@ def load_returns(shop: Shop, copy: Copier, rng: random.Random) -> None:
             ]
             amount = sum(item + tax - fee for _, _, _, item, tax, fee in parts)
             refunds.append(
-                f"{ident(8, r)}\t{ORG_ID}\t{ident(6, r)}\t{ident(4, o)}\tbench-{r}\t{'0' * 64}\t"
-                f"succeeded\t{amount}\t{currency}\t{json.dumps(refund_lines)}\t0\t\tmanual\t\t"
-                f"f\t0\tbench\t{stamp(settled, 9)}\t{stamp(settled, 9)}\t{stamp(settled, 9)}\n"
+                (
+                    iso(settled),
+                    f"{ident(8, r)}\t{ORG_ID}\t{ident(6, r)}\t{ident(4, o)}\tbench-{r}\t"
+                    f"{'0' * 64}\t"
+                    f"succeeded\t{amount}\t{currency}\t{json.dumps(refund_lines)}\t0\t\tmanual\t\t"
+                    f"f\t0\tbench\t{stamp(settled, 9)}\t{stamp(settled, 9)}\t{stamp(settled, 9)}\n",
+                )
             )
             for _, ln, _, item, tax, fee in parts:
                 entry("refund_paid", -(item + tax), currency, settled, o, r, channel, ln, r)
@@ -373,14 +398,14 @@ def load_returns(shop: Shop, copy: Copier, rng: random.Random) -> None:
         "returns",
         "id, organization_id, number, order_id, channel_id, status, version, currency, "
         "buyer_comment, requested_at, updated_at",
-        returns,
+        in_order(returns),
     )
     del returns
     copy(
         "return_lines",
         "id, organization_id, return_id, order_line_id, position, reason_code, comment, "
         "requested, approved, received, inspected, passed, refunded",
-        return_lines,
+        in_order(return_lines),
     )
     del return_lines
     copy(
@@ -388,14 +413,14 @@ def load_returns(shop: Shop, copy: Copier, rng: random.Random) -> None:
         "id, organization_id, return_id, order_id, idempotency_key, request_hash, status, "
         "amount_minor, currency, lines, return_shipping_deduction_minor, reason, provider, "
         "granted_by_id, four_eyes, unsent_minor, created_by, created_at, updated_at, settled_at",
-        refunds,
+        in_order(refunds),
     )
     del refunds
     copy(
         "ledger_entries",
         "id, organization_id, kind, amount_minor, currency, occurred_on, order_id, return_id, "
         "order_line_id, sku, channel_id, refund_id, memo, created_by, created_at",
-        entries,
+        in_order(entries),
     )
 
 
@@ -729,7 +754,15 @@ def main(argv: list[str] | None = None) -> int:
         "--admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
     )
     parser.add_argument("--keep", action="store_true", help="keep the database at the end")
+    parser.add_argument(
+        "--reuse",
+        metavar="NAME",
+        help="run on a database an earlier --keep run loaded (migrated to head, rollups "
+        "brought up to date; kept at the end)",
+    )
     parser.add_argument("--no-duckdb", action="store_true")
+    parser.add_argument("--no-sql", action="store_true", help="skip the plain SQL reference")
+    parser.add_argument("--only", help="comma-separated reports (net_profit,reserve,money_at_risk)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     parser.add_argument("--heap", action="store_true", help=argparse.SUPPRESS)
@@ -741,27 +774,28 @@ def main(argv: list[str] | None = None) -> int:
     admin = make_url(args.admin_url)
     if admin.host not in ("127.0.0.1", "localhost", "::1"):
         parser.error("the benchmark creates and drops a database: local servers only")
-    name = f"rg_report_bench_{uuid.uuid4().hex[:8]}"
+    name = args.reuse or f"rg_report_bench_{uuid.uuid4().hex[:8]}"
     admin_info = admin.set(drivername="postgresql").render_as_string(hide_password=False)
     url = admin.set(database=name).render_as_string(hide_password=False)
     conninfo = admin.set(drivername="postgresql", database=name).render_as_string(
         hide_password=False
     )
-    with psycopg.connect(admin_info, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    if not args.reuse:
+        with psycopg.connect(admin_info, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
     print(f"database {name}; load average {os.getloadavg()[0]:.1f}")
     try:
         return run(args, url, conninfo)
     finally:
-        if not args.keep:
+        if not args.keep and not args.reuse:
             with psycopg.connect(admin_info, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             print(f"dropped {name}")
 
 
 def roll_up(url: str, conninfo: str) -> tuple[int, float]:
-    """Build the net-profit rollups as the workers do after a load, then mark the last
-    day changed: a live shop's today is always read raw. (months, seconds)"""
+    """Build the report rollups (net profit, reserve) as the workers do after a load, then
+    mark the last day changed: a live shop's today is always read raw. (months, seconds)"""
     from returnguard.kit.db import Database
     from returnguard.ledger import rollups
     from returnguard.ledger.rollup_models import ReportDirty
@@ -777,6 +811,7 @@ def roll_up(url: str, conninfo: str) -> tuple[int, float]:
         db.dispose()
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE report_rollups")
+        conn.execute("VACUUM ANALYZE reserve_rollups")
     return len(done.built), seconds
 
 
@@ -786,29 +821,29 @@ def run(args: argparse.Namespace, url: str, conninfo: str) -> int:
 
     upgrade(url)
     started = time.perf_counter()
-    print(f"loading {args.returns:,} returns …")
-    with psycopg.connect(conninfo) as conn:
-        shop = build(conn, args.returns, args.seed)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
-    print(f"loaded {shop.orders:,} orders in {time.perf_counter() - started:.0f} s")
+    if args.reuse:
+        with psycopg.connect(conninfo) as conn:
+            orders = conn.execute("SELECT count(*) FROM orders").fetchone()
+        shop_orders = int(orders[0]) if orders else 0
+        print(f"reusing {shop_orders:,} orders")
+    else:
+        print(f"loading {args.returns:,} returns …")
+        with psycopg.connect(conninfo) as conn:
+            shop_orders = build(conn, args.returns, args.seed).orders
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+        print(f"loaded {shop_orders:,} orders in {time.perf_counter() - started:.0f} s")
     rolled = roll_up(url, conninfo)
     print(f"rolled up {rolled[0]} months in {rolled[1]:.0f} s (the workers' first pass)")
 
-    duck: Any = None
-    folder = Path(tempfile.mkdtemp(prefix="rg-report-bench-"))
-    if not args.no_duckdb:
-        started = time.perf_counter()
-        export_parquet(conninfo, folder)
-        duck = duckdb_connection(folder)
-        print(f"exported to Parquet in {time.perf_counter() - started:.0f} s")
-
-    results = []
+    # The service first (the figures that matter arrive early), then the references.
+    results: list[list[Any]] = []
+    chosen = args.only.split(",") if args.only else ["net_profit", "reserve", "money_at_risk"]
     with psycopg.connect(conninfo, autocommit=True) as conn:
         # The settings the service uses for its reports' transactions, for a fair match.
         conn.execute("SET jit = off")
         conn.execute(f"SET work_mem = '{REPORT_WORK_MEM}'")
-        for which in ("net_profit", "reserve", "money_at_risk"):
+        for which in chosen:
             runs = [service_in_child(url, which, heap=False) for _ in range(args.repeat)]
             best = min(runs, key=lambda r: r["seconds"])
             heap = service_in_child(url, which, heap=True)
@@ -817,27 +852,39 @@ def run(args: argparse.Namespace, url: str, conninfo: str) -> int:
             def plain(statements: list[str] = statements) -> int:
                 return sum(len(conn.execute(s).fetchall()) for s in statements)
 
-            sql_seconds, _ = time_best(plain, args.repeat)
-            duck_seconds = None
-            if duck is not None:
-                duck_statements = reference_sql("duckdb", which)
-
-                def in_duck(statements: list[str] = duck_statements) -> int:
-                    return sum(len(duck.execute(s).fetchall()) for s in statements)
-
-                duck_seconds, _ = time_best(in_duck, args.repeat)
+            sql_seconds = None if args.no_sql else time_best(plain, args.repeat)[0]
             rss = max(r["rss_growth"] for r in runs), max(r["rss_kept"] for r in runs)
-            results.append((which, best, rss, heap, sql_seconds, duck_seconds))
-            print(f"  {which}: {json.dumps(best)}")
-    if duck is not None:
+            results.append([which, best, rss, heap, sql_seconds, None])
+            print(
+                f"  {which}: {json.dumps(best)}; plain SQL {sql_seconds};"
+                f" load average {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+    if not args.no_duckdb:
+        folder = Path(tempfile.mkdtemp(prefix="rg-report-bench-"))
+        started = time.perf_counter()
+        export_parquet(conninfo, folder)
+        duck = duckdb_connection(folder)
+        print(f"exported to Parquet in {time.perf_counter() - started:.0f} s", flush=True)
+        for result in results:
+            duck_statements = reference_sql("duckdb", str(result[0]))
+
+            def in_duck(statements: list[str] = duck_statements) -> int:
+                return sum(len(duck.execute(s).fetchall()) for s in statements)
+
+            result[5] = time_best(in_duck, args.repeat)[0]
+            print(
+                f"  {result[0]}: DuckDB {result[5]:.2f} s; load average {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
         duck.close()
-    for path in folder.glob("*"):
-        path.unlink()
-    folder.rmdir()
+        for path in folder.glob("*"):
+            path.unlink()
+        folder.rmdir()
 
     print()
     print(
-        f"{args.returns:,} returns, {shop.orders:,} orders; best of {args.repeat}; "
+        f"{args.returns:,} returns, {shop_orders:,} orders; best of {args.repeat}; "
         f"load average {os.getloadavg()[0]:.1f}; net profit from rollups ({rolled[0]} months "
         f"built in {rolled[1]:.0f} s) and the last day raw"
     )
@@ -848,9 +895,11 @@ def run(args: argparse.Namespace, url: str, conninfo: str) -> int:
     for which, best, (rss, kept), heap, sql_seconds, duck_seconds in results:
         duck_text = f"{duck_seconds:8.2f}s" if duck_seconds else f"{'-':>9}"
         ratio = f"{best['seconds'] / duck_seconds:8.1f}x" if duck_seconds else f"{'-':>9}"
+        sql_text = f"{sql_seconds:9.2f}s" if sql_seconds else f"{'-':>10}"
+        sql_ratio = f"{best['seconds'] / sql_seconds:6.1f}x" if sql_seconds else f"{'-':>7}"
         print(
-            f"{which:<14} {best['seconds']:8.2f}s {sql_seconds:9.2f}s {duck_text} "
-            f"{best['seconds'] / sql_seconds:6.1f}x {ratio} {_mb(rss):>10} {_mb(kept):>9} "
+            f"{which:<14} {best['seconds']:8.2f}s {sql_text} {duck_text} "
+            f"{sql_ratio} {ratio} {_mb(rss):>10} {_mb(kept):>9} "
             f"{_mb(heap['heap_peak']):>10}  {best['rows']:,}"
         )
     return 0

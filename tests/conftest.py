@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,12 +24,17 @@ from sqlalchemy.engine import make_url
 from returnguard.app import create_app
 from returnguard.auth import service as auth
 from returnguard.config import Settings
+from returnguard.domain.policy.defaults import default_policy_data
 from returnguard.kit.db import Base, Database
 from returnguard.kit.migrate import upgrade
 
 # The tests' webhook receivers and fake providers listen on loopback, which production
 # refuses (kit/egress.py); tests of that refusal pass their own, stricter settings.
 os.environ.setdefault("RETURNGUARD_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8,::1")
+# Webhook secrets and provider credentials are stored encrypted (kit/secrets.py); PostgreSQL
+# needs a configured key for that. A fixed test key; tests of keys pass their own settings.
+TEST_SECRET_KEY = "dGVzdC1vbmx5LWtleS1mb3Itc2VjcmV0cy1hdC1yZXM"
+os.environ.setdefault("RETURNGUARD_SECRET_KEYS", TEST_SECRET_KEY)
 
 PG_ADMIN_URL = os.environ.get(
     "RETURNGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -83,6 +89,29 @@ def _wipe(db: Database) -> None:
         else:
             for table in tables:
                 conn.execute(text(f"DELETE FROM {table}"))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Schemathesis's counts (tests/api/test_schemathesis.py), from every xdist worker's
+    reports: requests sent, operation x database cases, answers by status class."""
+    statuses: list[object] = []
+    cases = failed = 0
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = str(getattr(report, "nodeid", ""))
+            if getattr(report, "when", "") != "call" or "test_schemathesis.py::" not in nodeid:
+                continue
+            cases += 1
+            failed += outcome == "failed"
+            statuses += [v for k, v in report.user_properties if k == "schemathesis_status"]
+    if not cases:
+        return
+    classes = Counter(f"{s // 100}xx" if isinstance(s, int) else str(s) for s in statuses)
+    shown = ", ".join(f"{n} {c}" for c, n in sorted(classes.items()))
+    terminalreporter.write_line(
+        f"schemathesis: {len(statuses)} requests over {cases} operation x database cases "
+        f"({shown}); {classes.get('5xx', 0)} server errors; {failed} cases failed a check"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -265,3 +294,73 @@ def order_body(
 @pytest.fixture
 def api(client: TestClient, tenant: Tenant) -> Api:
     return Api(client, tenant)
+
+
+def seed_every_object(other: Api) -> dict[str, Any]:
+    """One of each object a path names (order, return, refund, webhook endpoint, API key,
+    policy, ledger entry, evidence, ...) in ``other``'s organization, keyed by the path
+    parameter that names it: for tests that walk every route with real ids."""
+    other.channel()
+    order = other.order(quantity=2)
+    ret = other.open_return(order)
+    hook = other.post(
+        "/api/v1/webhooks/endpoints",
+        {"url": "https://other.example/hooks", "event_types": ["return.created"]},
+    )
+    assert hook.status_code == 201, hook.text
+    key = other.post("/api/v1/api-keys", {"name": "other", "role": "agent"})
+    assert key.status_code == 201, key.text
+    policy = other.post(
+        "/api/v1/policies", {"name": "Other's policy", "document": default_policy_data("EUR")}
+    )
+    assert policy.status_code == 201, policy.text
+    other_line = ret["lines"][0]["id"]
+    other.post(f"/api/v1/returns/{ret['id']}/approve", {"note": "checked by hand"})
+    other.post(
+        f"/api/v1/returns/{ret['id']}/receive",
+        {"lines": [{"return_line_id": other_line, "quantity": 1}]},
+    )
+    refund = other.client.post(
+        f"/api/v1/returns/{ret['id']}/refunds",
+        json={"lines": [{"return_line_id": other_line, "quantity": 1}]},
+        headers=other.tenant.headers | {"Idempotency-Key": "other-refund"},
+    )
+    assert refund.status_code == 201, refund.text
+    provider = other.post(
+        "/api/v1/refund-providers",
+        {"name": "stripe-main", "kind": "stripe", "credentials": {"api_key": "sk_test_other"}},
+    )
+    assert provider.status_code == 201, provider.text
+    entry = other.post(
+        "/api/v1/ledger",
+        {
+            "kind": "handling_fee",
+            "amount": {"amount": "2.00", "currency": "EUR"},
+            "return_id": ret["id"],
+        },
+    )
+    assert entry.status_code == 201, entry.text
+    evidence = other.client.post(
+        f"/api/v1/returns/{ret['id']}/evidence",
+        data={"text": "the lid was broken"},
+        headers=other.tenant.headers,
+    )
+    assert evidence.status_code == 201, evidence.text
+    return {
+        "evidence_id": evidence.json()[0]["id"],
+        "code": order["channel"],
+        "external_id": order["external_id"],
+        "refund_id": refund.json()["id"],
+        "entry_id": entry.json()["id"],
+        "provider_id": provider.json()["id"],
+        "policy_id": policy.json()["id"],
+        "version": 1,
+        "order_id": order["id"],
+        "return_id": ret["id"],
+        "line_id": ret["lines"][0]["id"],
+        "order_line_id": order["lines"][0]["id"],
+        "buyer_id": order["buyer"]["id"],
+        "endpoint_id": hook.json()["id"],
+        "key_id": key.json()["id"],
+        "key": key.json()["api_key"],
+    }

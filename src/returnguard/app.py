@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from returnguard import __version__
@@ -70,6 +72,9 @@ def create_app(
         description="Returns management and refund-risk API. Errors are RFC 9457 problem "
         "documents with a stable `code`; amounts are decimal strings with a currency.",
         lifespan=lifespan,
+        # Served by _install_docs from installed files, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.db = database
     app.state.settings = settings
@@ -92,6 +97,7 @@ def create_app(
         ledger_router,
     ):
         app.include_router(router)
+    _install_docs(app)
 
     @app.get("/healthz", tags=["operations"], responses=problem_responses(503))
     def healthz(request: Request) -> Response:
@@ -122,6 +128,49 @@ def create_app(
 
     app.openapi = _once_per_process(app, _declaring_guard_answers(app.openapi))  # type: ignore[method-assign]
     return app
+
+
+# Swagger UI and ReDoc come with the fastapi-offline package (its static folder holds
+# swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js and favicon.png): the pages
+# work on a machine without internet, and load nothing from another origin.
+DOCS_ASSETS = "/docs/assets"
+
+
+def _install_docs(app: FastAPI) -> None:
+    """`/docs` (Swagger UI) and `/redoc` (ReDoc), their assets under DOCS_ASSETS."""
+    app.mount(
+        DOCS_ASSETS,
+        StaticFiles(packages=[("fastapi_offline", "static")]),
+        name="docs-assets",
+    )
+
+    def prefix(request: Request) -> str:
+        # Behind a proxy that serves the app under a path, links must carry that path.
+        return str(request.scope.get("root_path", "")).rstrip("/")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        root = prefix(request)
+        return get_swagger_ui_html(
+            openapi_url=root + str(app.openapi_url),
+            title=f"{app.title} - API",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            # No badge image from the public validator service.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        root = prefix(request)
+        return get_redoc_html(
+            openapi_url=root + str(app.openapi_url),
+            title=f"{app.title} - API",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 _PROBLEM = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}

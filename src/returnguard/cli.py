@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import json
 import signal
+import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -54,11 +55,32 @@ DatabaseOpt = Annotated[
 
 
 def _settings(database_url: str | None) -> Settings:
+    """The settings of a command that uses a database; says on stderr which database
+    (stdout stays for the command's output, e.g. its --json)."""
     settings = Settings(database_url=database_url) if database_url else Settings()
     if settings.database_url.startswith("sqlite:///"):
         path = Path(settings.database_url.removeprefix("sqlite:///"))
         path.parent.mkdir(parents=True, exist_ok=True)
+    console.print(
+        f"database: {_shown_url(settings.database_url)}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     return settings
+
+
+def _shown_url(database_url: str) -> str:
+    """The database URL as a person should read it: a SQLite file by its absolute path
+    (it works from any directory), a server's password hidden."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        name = url.database or ""
+        if name and name != ":memory:" and not name.startswith("file:"):
+            url = url.set(database=str(Path(name).resolve()))
+    return url.render_as_string(hide_password=True)
 
 
 @app.command()
@@ -455,6 +477,67 @@ def events_keygen() -> None:
     typer.echo(secrets.token_urlsafe(32))
 
 
+# --- secrets at rest: keys and rotation (kit/secrets.py; docs/operations.md) ---------------
+secrets_app = typer.Typer(
+    help="Keys that encrypt webhook secrets and provider credentials at rest.",
+    no_args_is_help=True,
+)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("keygen")
+def secrets_keygen() -> None:
+    """Print a new key for RETURNGUARD_SECRET_KEYS (32 random bytes, base64url)."""
+    from returnguard.kit.secrets import generate_key
+
+    typer.echo(generate_key())
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(
+    database_url: DatabaseOpt = None,
+    batch_size: int = typer.Option(200, "--batch-size", min=1, max=10_000),
+) -> None:
+    """Re-encrypt every stored secret under the first key of RETURNGUARD_SECRET_KEYS.
+
+    Secrets still in plain text (stored before migration 0013) are encrypted too, a batch
+    of rows per transaction; safe to run again. Exits 1 naming each secret that opens
+    with none of the configured keys, 2 when no key is configured."""
+    from returnguard.kit.secrets import SETTING, SecretKeyMissing, keyring_for, rotate
+    from returnguard.outbox.service import STORED_SECRETS
+    from returnguard.refunds.accounts import STORED_CREDENTIALS
+
+    settings = _settings(database_url)
+    keyring = keyring_for(settings)
+    db = Database(settings.database_url)
+    try:
+        counts = rotate(db, keyring, [STORED_SECRETS, STORED_CREDENTIALS], batch_size=batch_size)
+    except SecretKeyMissing as exc:
+        console.print(f"error: {exc.detail}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    finally:
+        db.dispose()
+    source = f"key file {keyring.key_file}" if keyring.key_file else SETTING
+    if keyring.ids:
+        typer.echo(f"keys ({source}): {', '.join(keyring.ids)}; encrypting with {keyring.ids[0]}")
+    else:
+        typer.echo(f"no key ({source} not set or not made yet)")
+    failed = False
+    for c in counts:
+        in_use = ", ".join(f"{kid} ({n})" for kid, n in sorted(c.key_ids.items())) or "none"
+        typer.echo(
+            f"{c.kind}: {c.found} found; {c.from_plain} encrypted from plain text, "
+            f"{c.resealed} re-encrypted, {c.current} already under the current key, "
+            f"{c.changed_meanwhile} changed meanwhile, {len(c.unreadable)} unreadable; "
+            f"keys in use before: {in_use}"
+        )
+        for problem in c.unreadable:
+            failed = True
+            typer.echo(f"UNREADABLE {problem}")
+    if failed:
+        raise typer.Exit(1)
+
+
 @fx_app.command("import")
 def fx_import(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
@@ -743,7 +826,7 @@ def report_net_profit(
                 if csv_file is not None
                 else _nowhere()
             ) as csv_out:
-                writer = csv.writer(csv_out, lineterminator="\n") if csv_file else None
+                writer = csv.writer(csv_out, lineterminator="\r\n") if csv_file else None
                 book = reports.NetProfitXlsx(report.currency) if xlsx_file else None
                 table = _TerminalTable()
                 for line in reports.net_profit_table(report):
@@ -816,41 +899,636 @@ class _TerminalTable:
         typer.echo("  ".join(cells).rstrip())
 
 
+DEMO_DATABASE_URL = "sqlite:///returnguard-demo/returnguard.sqlite3"
+
+
 @app.command()
 def demo(
     # Deliberately not read from RETURNGUARD_DATABASE_URL: the demo must never load its
     # data into the database a real deployment points at.
     database_url: Annotated[
-        str | None, typer.Option("--database-url", help="Where to put the demo database")
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="Where to put the demo database (default: ./returnguard-demo/returnguard.sqlite3)",
+        ),
     ] = None,
     host: str = "127.0.0.1",
     port: int = 8000,
     no_serve: bool = typer.Option(False, help="Load the demo data and exit"),
 ) -> None:
     """Create a demo database with realistic data and serve it."""
+    import shlex
+
+    from sqlalchemy.engine import make_url
+
     from returnguard.demo import load_demo
 
-    settings = _settings(database_url or "sqlite:///returnguard-demo/returnguard.sqlite3")
-    upgrade(settings.database_url)
-    db = Database(settings.database_url)
+    # Before any data or key: a demo that cannot serve must not hand out a key first.
+    listener = None if no_serve else _claim_port(host, port)
+    settings = _settings(database_url or DEMO_DATABASE_URL)
     try:
-        info = load_demo(db)
-    finally:
-        db.dispose()
-    typer.echo(f"demo organization: {info.organization_id}")
+        upgrade(settings.database_url)
+        db = Database(settings.database_url)
+        try:
+            info = load_demo(db)
+        finally:
+            db.dispose()
+    except BaseException:
+        if listener is not None:
+            listener.close()
+        raise
+    shown = _shown_url(settings.database_url)
+    url = shlex.quote(shown)
+    org = info.organization_id
+    today = datetime.now(UTC).date()
+    first = info.first_day or today
+    typer.echo(f"demo organization: {org}")
     typer.echo(f"API key (admin):   {info.api_key}")
     typer.echo(f"loaded {info.orders} orders and {info.returns} returns")
-    if no_serve:
-        return
-    typer.echo(f"serving at http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    typer.echo(f"demo database: {shown}")
+    hidden = " (put the password where *** stands)" if make_url(shown).password else ""
     typer.echo(
-        f"try: curl -H 'Authorization: Bearer {info.api_key}' http://{host}:{port}/api/v1/returns"
+        f"commands on this database{hidden}; or run `export RETURNGUARD_DATABASE_URL={url}` "
+        "once and leave --database-url out:"
+    )
+    commands = [f'org create "My second shop" --json --database-url {url}']
+    span = f"--org {org} --from {first} --to {today}"
+    commands.append(f"report net-profit {span} --by month --database-url {url}")
+    policy = info.policies.get("amazon-de")
+    if policy is not None:
+        commands.append(
+            f"policies backtest {policy} {span} --channel amazon-de --database-url {url}"
+        )
+    commands.append(f"events verify --database-url {url}")
+    for command in commands:
+        typer.echo(f"  returnguard {command}")
+    if listener is None:
+        return
+    base = f"http://{host}:{port}"
+    auth = f"-H 'Authorization: Bearer {info.api_key}'"
+    typer.echo(f"serving at {base}  (API docs: {base}/docs)")
+    typer.echo(f"try: curl {auth} '{base}/api/v1/returns?status=received'")
+    typer.echo(
+        "the demo sends no webhooks (it subscribes no receiver); to see signed events, "
+        "subscribe yours:"
+    )
+    typer.echo(
+        f"  curl -X POST {auth} -H 'Content-Type: application/json' "
+        f"""-d '{{"url": "https://your-receiver.example/hook", "event_types": ["*"]}}' """
+        f"{base}/api/v1/webhooks/endpoints"
     )
     import uvicorn
 
     from returnguard.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    config = uvicorn.Config(create_app(settings), log_level="warning")
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def _claim_port(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, for the server to listen on; exit 2 when the port is
+    taken (another demo, another server) or the address is not this machine's."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    # As uvicorn binds: a port whose last connections are still closing is free.
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        console.print(
+            f"error: cannot serve the demo on {host}:{port}: {exc.strerror or exc}. Is another "
+            "demo or server running there? Stop it, or choose another port with --port; "
+            "nothing was loaded.",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
+    return listener
+
+
+# --- administration and the reserve and money-at-risk reports -----------------------------
+#
+# `org list`, `api-keys`, `users`, `channels`, `report reserve`, `report money-at-risk`.
+# Each command calls the service functions the API calls (same rules, same events); the
+# CLI acts as the organization's system actor "cli".
+
+api_keys_app = typer.Typer(
+    help="API keys of an organization: create, list, revoke.", no_args_is_help=True
+)
+users_app = typer.Typer(help="Staff members of an organization.", no_args_is_help=True)
+channels_app = typer.Typer(help="Sales channels of an organization.", no_args_is_help=True)
+app.add_typer(api_keys_app, name="api-keys")
+app.add_typer(users_app, name="users")
+app.add_typer(channels_app, name="channels")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
+
+
+def _refused(exc: Exception, options: dict[str, str] | None = None) -> typer.Exit:
+    """Print a service error or a rejected input, naming the option; the exit (2) to
+    raise."""
+    from pydantic import ValidationError
+
+    from returnguard.errors import ReturnGuardError
+
+    options = options or {}
+    lines: list[str] = []
+    if isinstance(exc, ValidationError):
+        for e in exc.errors():
+            field = str(e["loc"][0]) if e["loc"] else ""
+            lines.append(f"{options.get(field, field)}: {e['msg']}")
+    elif isinstance(exc, ReturnGuardError) and exc.errors:
+        for error in exc.errors:
+            field = str(error.get("field", ""))
+            lines.append(f"{options.get(field, field)}: {error.get('message', '')}")
+    else:
+        lines.append(exc.detail if isinstance(exc, ReturnGuardError) else str(exc))
+    for line in lines:
+        console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+@contextmanager
+def _organization_db(org: str, database_url: str | None) -> Iterator[tuple[Database, uuid.UUID]]:
+    """The database and the organization ``--org`` names; exit 2 when it names none."""
+    organization_id = _parse_id(org)
+    db = Database(_settings(database_url).database_url)
+    try:
+        _require_organization(db, organization_id)
+        yield db, organization_id
+    finally:
+        db.dispose()
+
+
+def _when(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value is not None else "-"
+
+
+@org_app.command("list")
+def org_list(as_json: JsonOpt = False, database_url: DatabaseOpt = None) -> None:
+    """Every organization, oldest first: id, name, base currency, created, and how many
+    users, active API keys and channels it has."""
+    from sqlalchemy import func, select
+
+    from returnguard.auth.models import ApiKey, Organization, User
+    from returnguard.orders.models import Channel
+
+    db = Database(_settings(database_url).database_url)
+    try:
+        with db.session(read_only=True) as session:
+
+            def counts(column: Any, *where: Any) -> dict[uuid.UUID, int]:
+                stmt = select(column, func.count()).where(*where).group_by(column)
+                return {org_id: n for org_id, n in session.execute(stmt)}
+
+            # Small tables, one grouped count each: cheap however many orders there are.
+            users = counts(User.organization_id)
+            keys = counts(ApiKey.organization_id, ApiKey.revoked_at.is_(None))
+            channels = counts(Channel.organization_id)
+            stmt = select(Organization).order_by(Organization.created_at, Organization.id)
+            orgs = [(o.id, o.name, o.base_currency, o.created_at) for o in session.scalars(stmt)]
+    finally:
+        db.dispose()
+    if as_json:
+        rows = [
+            {
+                "id": str(org_id),
+                "name": name,
+                "base_currency": currency,
+                "created_at": created.isoformat(),
+                "users": users.get(org_id, 0),
+                "active_api_keys": keys.get(org_id, 0),
+                "channels": channels.get(org_id, 0),
+            }
+            for org_id, name, currency, created in orgs
+        ]
+        typer.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    if not orgs:
+        console.print("no organizations yet: create one with `returnguard org create`")
+        return
+    table = _Table(left={0, 1, 2, 3})
+    table.add(["id", "name", "currency", "created", "users", "api_keys", "channels"])
+    for org_id, name, currency, created in orgs:
+        counted = [users.get(org_id, 0), keys.get(org_id, 0), channels.get(org_id, 0)]
+        table.add([str(org_id), name, currency, _when(created), *map(str, counted)])
+    table.close()
+
+
+def _key_json(key: Any) -> dict[str, Any]:
+    # Never the key nor its hash: the prefix is the public part that names it.
+    return {
+        "id": str(key.id),
+        "prefix": key.prefix,
+        "name": key.name,
+        "role": key.role,
+        "user_id": str(key.user_id) if key.user_id else None,
+        "created_at": key.created_at.isoformat(),
+        "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
+        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+    }
+
+
+@api_keys_app.command("create")
+def api_keys_create(
+    org: OrgOpt,
+    role: str = typer.Option(..., "--role", help="admin, agent, inspector, finance or viewer"),
+    name: str | None = typer.Option(None, "--name", help="What the key is for"),
+    as_json: JsonOpt = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Create an API key with a role; the key is shown once and stored only as a hash."""
+    from pydantic import ValidationError
+
+    from returnguard.auth import service as auth
+    from returnguard.auth.endpoints import ApiKeyIn
+    from returnguard.errors import ReturnGuardError
+
+    options = {"role": "--role", "name": "--name"}
+    try:
+        body = ApiKeyIn(name=f"{role} (created by CLI)" if name is None else name, role=role)
+    except ValidationError as exc:
+        raise _refused(exc, options) from None
+    with _organization_db(org, database_url) as (db, organization_id):
+        try:
+            with db.session() as session:
+                key, plain = auth.create_api_key(
+                    session,
+                    organization_id,
+                    name=body.name,
+                    role=body.role.value,
+                    actor=auth.Actor.system(organization_id, "cli"),
+                )
+                created = _key_json(key)
+        except ReturnGuardError as exc:
+            raise _refused(exc, options) from None
+    if as_json:
+        typer.echo(json.dumps(created | {"api_key": plain}, ensure_ascii=False))
+        return
+    typer.echo(f"api_key_id: {created['id']}\nrole: {created['role']}\napi_key: {plain}")
+    typer.echo("(the key is shown only once)")
+
+
+@api_keys_app.command("list")
+def api_keys_list(org: OrgOpt, as_json: JsonOpt = False, database_url: DatabaseOpt = None) -> None:
+    """The organization's API keys, oldest first: id, prefix, role, name, created, last
+    used, revoked. Never the keys themselves."""
+    from returnguard.auth import service as auth
+
+    with (
+        _organization_db(org, database_url) as (db, organization_id),
+        db.session(read_only=True) as session,
+    ):
+        found = auth.list_api_keys(session, organization_id)
+        keys = [_key_json(k) for k in found]
+        times = [(k.created_at, k.last_used_at, k.revoked_at) for k in found]
+    if as_json:
+        typer.echo(json.dumps(keys, ensure_ascii=False))
+        return
+    table = _Table(left={0, 1, 2, 3, 4, 5, 6})
+    table.add(["id", "prefix", "role", "name", "created", "last_used", "revoked"])
+    for k, (created, used, revoked) in zip(keys, times, strict=True):
+        prefix = f"{auth.KEY_PREFIX}_{k['prefix']}"
+        revoked_at = _when(revoked) if revoked else "no"
+        table.add([k["id"], prefix, k["role"], k["name"], _when(created), _when(used), revoked_at])
+    table.close()
+
+
+@api_keys_app.command("revoke")
+def api_keys_revoke(
+    key: Annotated[
+        str, typer.Argument(metavar="KEY_ID", help="The key's id (see `api-keys list`)")
+    ],
+    org: OrgOpt,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Revoke an API key: the API answers 401 to it from now on. Revoking a revoked key
+    changes nothing."""
+    from returnguard.auth import service as auth
+    from returnguard.auth.models import ApiKey
+    from returnguard.errors import ReturnGuardError
+
+    key_id = _parse_id(key, "KEY_ID", "an API key id")
+    with _organization_db(org, database_url) as (db, organization_id):
+        try:
+            with db.session() as session:
+                before = session.get(ApiKey, key_id)
+                was_revoked = before.revoked_at if before is not None else None
+                revoked = auth.revoke_api_key(
+                    session, auth.Actor.system(organization_id, "cli"), key_id
+                )
+                prefix, revoked_at = revoked.prefix, revoked.revoked_at
+        except ReturnGuardError as exc:
+            raise _refused(exc) from None
+    label = f"API key {key_id} ({auth.KEY_PREFIX}_{prefix}…)"
+    if was_revoked is not None:
+        typer.echo(f"{label} was already revoked at {_when(was_revoked)}; nothing changed")
+    else:
+        typer.echo(f"revoked {label} at {_when(revoked_at)}")
+
+
+@users_app.command("create")
+def users_create(
+    org: OrgOpt,
+    email: str = typer.Option(..., "--email", help="The person's email (unique per organization)"),
+    role: str = typer.Option(..., "--role", help="admin, agent, inspector, finance or viewer"),
+    name: str = typer.Option("", "--name", help="The person's name"),
+    as_json: JsonOpt = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Add a staff member with a role and issue their personal API key (shown once), as
+    `POST /api/v1/users` does: changes made with it are recorded under their email."""
+    from pydantic import ValidationError
+
+    from returnguard.auth import service as auth
+    from returnguard.auth.endpoints import UserIn
+    from returnguard.errors import ReturnGuardError
+
+    options = {"email": "--email", "role": "--role", "name": "--name"}
+    try:
+        body = UserIn(email=email, role=role, name=name)
+    except ValidationError as exc:
+        raise _refused(exc, options) from None
+    with _organization_db(org, database_url) as (db, organization_id):
+        actor = auth.Actor.system(organization_id, "cli")
+        try:
+            with db.session() as session:
+                user = auth.create_user(
+                    session,
+                    organization_id,
+                    email=body.email,
+                    role=body.role.value,
+                    name=body.name,
+                    actor=actor,
+                )
+                _, plain = auth.create_api_key(
+                    session,
+                    organization_id,
+                    name=f"personal key of {user.email}",
+                    role=user.role,
+                    user_id=user.id,
+                    actor=actor,
+                )
+                created = {
+                    "id": str(user.id),
+                    "email": user.email,
+                    "name": user.name,
+                    "role": user.role,
+                    "created_at": user.created_at.isoformat(),
+                }
+        except ReturnGuardError as exc:
+            raise _refused(exc, options) from None
+    if as_json:
+        typer.echo(json.dumps(created | {"api_key": plain}, ensure_ascii=False))
+        return
+    typer.echo(
+        f"user_id: {created['id']}\nemail: {created['email']}\nrole: {created['role']}\n"
+        f"api_key: {plain}\n(the key is shown only once)"
+    )
+
+
+@channels_app.command("list")
+def channels_list(org: OrgOpt, as_json: JsonOpt = False, database_url: DatabaseOpt = None) -> None:
+    """The organization's sales channels, by code (JSON: as `GET /api/v1/channels`)."""
+    from returnguard.orders import repository as orders
+    from returnguard.orders.endpoints import channel_out
+
+    with (
+        _organization_db(org, database_url) as (db, organization_id),
+        db.session(read_only=True) as session,
+    ):
+        channels = [channel_out(c) for c in orders.channels(session, organization_id)]
+    if as_json:
+        typer.echo(json.dumps([c.model_dump(mode="json") for c in channels], ensure_ascii=False))
+        return
+    table = _Table(left={0, 1, 2, 3, 4, 5})
+    table.add(["code", "name", "marketplace", "country", "currency", "language", "label_cost"])
+    for c in channels:
+        cost = c.return_label_cost
+        label = f"{cost.amount} {cost.currency}" if cost else "-"
+        table.add([c.code, c.name, c.marketplace, c.country, c.currency, c.language, label])
+    table.close()
+
+
+def _terminal_cell(value: object) -> str:
+    from returnguard.kit.money import Money
+
+    if value is None:
+        return ""
+    if isinstance(value, Money):
+        return format(value.amount, ",f")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _export_files(
+    csv_file: Path | None,
+    xlsx_file: Path | None,
+    lines: Callable[[], Iterable[list[Any]]],
+    write_xlsx: Callable[[IO[bytes]], None],
+    to_stderr: bool,
+) -> None:
+    """Write the CSV (from ``lines()``) and the XLSX (``write_xlsx(out)``) asked for."""
+    from returnguard.ledger import exports
+
+    written: list[Path] = []
+    if csv_file is not None:
+        with csv_file.open("w", encoding="utf-8", newline="") as out:
+            exports.write_csv(lines(), out)
+        written.append(csv_file)
+    if xlsx_file is not None:
+        with xlsx_file.open("wb") as binary:
+            write_xlsx(binary)
+        written.append(xlsx_file)
+    for path in written:
+        # With --json, stdout carries the document alone.
+        if to_stderr:
+            console.print(f"wrote {path}", markup=False, highlight=False)
+        else:
+            typer.echo(f"wrote {path}")
+
+
+def _left_out(missing: list[Any], currency: str) -> None:
+    for m in missing:
+        console.print(
+            f"left out, no {m.currency}->{currency} rate on {m.day}: {m.what} {m.id}",
+            markup=False,
+        )
+
+
+AsOfOpt = Annotated[
+    datetime | None,
+    typer.Option("--as-of", formats=["%Y-%m-%d"], help="The day to report on (default today)"),
+]
+CsvOpt = Annotated[Path | None, typer.Option("--csv", help="Also write the report as CSV")]
+XlsxOpt = Annotated[Path | None, typer.Option("--xlsx", help="Also write it as XLSX")]
+
+
+@report_app.command("reserve")
+def report_reserve(
+    org: OrgOpt,
+    as_of: AsOfOpt = None,
+    lookback_days: int = typer.Option(
+        180, "--lookback-days", min=1, max=3650, help="Sales and returns of these days"
+    ),
+    hold_days: int = typer.Option(
+        30, "--hold-days", min=1, max=3650, help="Reserve for the units sold in these days"
+    ),
+    csv_file: CsvOpt = None,
+    xlsx_file: XlsxOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as GET /reports/reserve does")
+    ] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """The return-risk reserve per SKU in the base currency: the Wilson 95% upper bound of
+    the return rate x the loss per return, for the units sold in the last --hold-days."""
+    from returnguard.ledger import exports, reports
+    from returnguard.ledger import service as ledger
+
+    if hold_days > lookback_days:
+        console.print("error: --hold-days: must not be longer than --lookback-days", markup=False)
+        raise typer.Exit(2)
+    day = as_of.date() if as_of is not None else ledger.today()
+    with (
+        _organization_db(org, database_url) as (db, organization_id),
+        reports.reading(db) as session,
+    ):
+        report = reports.reserve(
+            session, organization_id, as_of=day, lookback_days=lookback_days, hold_days=hold_days
+        )
+    if as_json:
+        typer.echo(exports.reserve_out(report).model_dump_json())
+    else:
+        table = _Table(left={0, len(exports.RESERVE_COLUMNS) - 1})
+        for line in exports.reserve_table(report):
+            table.add([_terminal_cell(v) for v in line])
+        table.close()
+    _left_out(report.missing_rates, report.currency)
+    _export_files(
+        csv_file,
+        xlsx_file,
+        lambda: exports.reserve_table(report),
+        lambda out: exports.write_reserve_xlsx(report, out),
+        as_json,
+    )
+
+
+@report_app.command("money-at-risk")
+def report_money_at_risk(
+    org: OrgOpt,
+    as_of: AsOfOpt = None,
+    items: bool = typer.Option(False, "--items", help="Also list each refund line at risk"),
+    csv_file: CsvOpt = None,
+    xlsx_file: XlsxOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as GET /reports/money-at-risk does")
+    ] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Refunds already paid whose goods are not received (or received but not inspected),
+    by days since payment, in the base currency."""
+    from returnguard.ledger import exports, reports
+    from returnguard.ledger import service as ledger
+
+    day = as_of.date() if as_of is not None else ledger.today()
+    # One snapshot for every output; each reads the refund lines once, as they arrive, so
+    # each takes a report of its own.
+    with (
+        _organization_db(org, database_url) as (db, organization_id),
+        reports.reading(db) as session,
+    ):
+
+        def fresh() -> reports.MoneyAtRiskReport:
+            return reports.money_at_risk(session, organization_id, as_of=day)
+
+        report = fresh()
+        if as_json:
+            for part in exports.money_at_risk_json(report):
+                typer.echo(part, nl=False)
+            typer.echo("")
+        else:
+            table = _Table(left={0, len(exports.BUCKET_COLUMNS) - 1})
+            table.add(list(exports.BUCKET_COLUMNS))
+            for line in exports.money_at_risk_buckets(report):
+                table.add([_terminal_cell(v) for v in line])
+            table.close()
+            if items:
+                typer.echo("")
+                lines = _Table(left={0, 5, 6, 8, 9, 10, 11})
+                lines.add(list(exports.REFUND_LINE_COLUMNS))
+                for line in exports.money_at_risk_refund_lines(report):
+                    lines.add([_terminal_cell(v) for v in line])
+                lines.close()
+            _left_out(report.missing_rates(), report.currency)
+        _export_files(
+            csv_file,
+            xlsx_file,
+            lambda: exports.money_at_risk_table(fresh()),
+            lambda out: exports.write_money_at_risk_xlsx(fresh(), out),
+            as_json,
+        )
+
+
+class _Table(_TerminalTable):
+    """A :class:`_TerminalTable` whose columns in ``left`` are left-aligned, the others
+    (numbers) right-aligned."""
+
+    def __init__(self, left: set[int], lookahead: int = 1000) -> None:
+        super().__init__(lookahead)
+        self._left = left
+
+    def _print(self, line: list[str]) -> None:
+        assert self._widths is not None
+        cells = [
+            cell.ljust(w) if i in self._left else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(line, self._widths, strict=True))
+        ]
+        typer.echo("  ".join(cells).rstrip())
+
+
+# --- evidence storage (kit/storage.py, returns/evidence.py) ---------------------------
+
+evidence_app = typer.Typer(help="Stored evidence files.", no_args_is_help=True)
+app.add_typer(evidence_app, name="evidence")
+
+
+@evidence_app.command("sweep")
+def evidence_sweep(
+    older_than: int | None = typer.Option(
+        None,
+        "--older-than",
+        min=0,
+        help="Seconds a file no evidence names must be old before it goes "
+        "(default: RETURNGUARD_EVIDENCE_ORPHAN_GRACE_SECONDS, one hour)",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only count; delete nothing"),
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Delete stored files no evidence row names (left by uploads whose transaction rolled
+    back, or by deleted returns); from cron, e.g. hourly."""
+    from returnguard.kit import storage
+    from returnguard.returns.evidence import orphans, sweep_orphans
+
+    settings = _settings(database_url)
+    grace = timedelta(
+        seconds=settings.evidence_orphan_grace_seconds if older_than is None else older_than
+    )
+    store = storage.from_settings(settings)
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            if dry_run:
+                found = orphans(session, store, older_than=grace)
+                typer.echo(f"{len(found)} orphaned file(s) older than {grace} (not deleted)")
+            else:
+                removed = sweep_orphans(session, store, older_than=grace)
+                typer.echo(f"removed {len(removed)} orphaned file(s) older than {grace}")
+    finally:
+        db.dispose()
 
 
 def main() -> None:

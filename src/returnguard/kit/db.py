@@ -7,11 +7,13 @@ commits or rolls it back (``session_scope``); services only ``flush()``.
 from __future__ import annotations
 
 import json
-import os
+import secrets
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from contextvars import ContextVar
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
@@ -35,7 +37,42 @@ class Base(DeclarativeBase):
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The moment services stamp rows and events with: now, unless a replay (the demo's
+    history, see ``replayed_clock``) has moved this context's clock into the past."""
+    replay = _replay.get()
+    if replay is None:
+        return datetime.now(UTC)
+    at, since = replay
+    return at + timedelta(seconds=time.monotonic() - since)
+
+
+# (the replayed moment, time.monotonic() when it was set): the clock runs on from there.
+_replay: ContextVar[tuple[datetime, float] | None] = ContextVar("replay", default=None)
+
+
+class ReplayClock:
+    """A clock a replay moves; ``utcnow`` reads it, ticking on from the last move."""
+
+    def move_to(self, at: datetime) -> None:
+        if at.tzinfo is None:
+            raise ValueError("a replayed moment must carry its time zone")
+        _replay.set((at, time.monotonic()))
+
+    def now(self) -> datetime:
+        return utcnow()
+
+
+@contextmanager
+def replayed_clock(start: datetime) -> Iterator[ReplayClock]:
+    """Within the block, ``utcnow`` starts at ``start`` and follows ``move_to``; after
+    it, the real clock again. Only ``returnguard demo`` replays; nothing serves meanwhile."""
+    token = _replay.set(None)
+    clock = ReplayClock()
+    clock.move_to(start)
+    try:
+        yield clock
+    finally:
+        _replay.reset(token)
 
 
 def new_id() -> uuid.UUID:
@@ -43,34 +80,61 @@ def new_id() -> uuid.UUID:
 
 
 def new_ids(n: int) -> list[uuid.UUID]:
-    """``n`` random (version 4) UUIDs, as ``new_id`` makes them, from one read of the
-    system's random source instead of ``n`` (each read is a system call): for bulk writers."""
-    raw = os.urandom(16 * n)
+    """``n`` time-ordered (version 7, RFC 9562) UUIDs for bulk writers: ids drawn by one
+    call increase one after the other, and ids drawn later sort after earlier ones (to
+    the millisecond), so a bulk insert appends to the right edge of each b-tree they are
+    keyed by (the table's primary key, and a foreign key's index on the child side)
+    instead of touching a random page per row. See ``new_id_texts``."""
     return [
-        uuid.UUID(int=int.from_bytes(raw[i : i + 16]) & _V4_MASK | _V4_BITS)
-        for i in range(0, 16 * n, 16)
+        uuid.UUID(int=first + i)
+        for first, start, count in _id_blocks(n)
+        for i in range(start, start + count)
     ]
-
-
-# The version (4) and variant (RFC 4122) bits, as uuid.UUID(version=4) sets them.
-_V4_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
-_V4_BITS = (0x4000 << 64) | (0x8000 << 48)
 
 
 def new_id_texts(n: int) -> list[str]:
     """``n`` ids as ``new_ids`` makes them, as their canonical text (what COPY sends):
-    for bulk writers that never need the UUID objects. The version digit is 4 and the
-    variant digit keeps its two low bits under the bits 10, as in ``new_ids``."""
-    h = os.urandom(16 * n).hex()
-    variant = _VARIANT_DIGIT
-    return [
-        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
-        f"{variant[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
-        for i in range(0, 32 * n, 32)
-    ]
+    for bulk writers that never need the UUID objects.
+
+    Layout (RFC 9562, version 7, "fixed bit-length dedicated counter"): the Unix time in
+    milliseconds (48 bits), the version digit 7, 12 random bits, the variant bits 10,
+    38 random bits and a 24-bit counter that counts up from a random start within the
+    call. The 50 random bits are drawn once per block of ids: two blocks drawn in the same
+    millisecond (by this or another process) collide only if all 50 bits and the counter
+    ranges meet. Bulk writers use these (an import's orders, lines, buyers and
+    products, and events written in bulk); every other row keeps ``new_id``'s random
+    version 4 id. None of these ids is taken for a secret anywhere, and ids are only
+    ever compared for equality or as the last tie-breaker of an order; a time-ordered
+    id tells its creation time to the millisecond, which the rows it keys store anyway."""
+    texts: list[str] = []
+    for first, start, count in _id_blocks(n):
+        # The first 20 hex digits stay the same within a block; the counter is the rest.
+        digits = f"{first:032x}"
+        prefix = f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-"
+        tail = first & 0xFFFFFFFFFFFF
+        texts.extend([f"{prefix}{tail + i:012x}" for i in range(start, start + count)])
+    return texts
 
 
-_VARIANT_DIGIT = {f"{d:x}": f"{d & 0x3 | 0x8:x}" for d in range(16)}
+def _id_blocks(n: int) -> Iterator[tuple[int, int, int]]:
+    """(the block's id with a zero counter, as an integer; counter start; count) for
+    blocks of ``n`` ids in all."""
+    left = n
+    while left > 0:
+        count = min(left, _COUNTER_SPAN // 2)
+        ms = time.time_ns() // 1_000_000
+        first = (
+            (ms & 0xFFFFFFFFFFFF) << 80
+            | 0x7 << 76
+            | secrets.randbits(12) << 64
+            | 0b10 << 62
+            | secrets.randbits(38) << 24
+        )
+        yield first, secrets.randbelow(_COUNTER_SPAN - count), count
+        left -= count
+
+
+_COUNTER_SPAN = 1 << 24
 
 
 class JSONText(str):
@@ -271,8 +335,13 @@ def is_read_only(session: Session) -> bool:
 
 
 def insert_missing(
-    session: Session, model: type[Base], keys: tuple[str, ...], rows: list[dict[str, Any]]
-) -> None:
+    session: Session,
+    model: type[Base],
+    keys: tuple[str, ...],
+    rows: list[dict[str, Any]],
+    *,
+    returning: tuple[str, ...] = (),
+) -> list[tuple[Any, ...]] | None:
     """Insert the rows whose unique ``keys`` are not taken yet, and skip the others.
 
     ``INSERT … ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite): a concurrent writer that
@@ -285,9 +354,13 @@ def insert_missing(
     … ON CONFLICT DO NOTHING`` in the same key order: a handful of statements instead
     of one per row. Column defaults apply as in an INSERT (a Python-side default is
     computed once for the statement).
+
+    ``returning`` (column names): on that staged path, the rows that went in are returned
+    with those columns, so a caller reads back only the others (taken by a concurrent
+    writer first); None where the rows are not known (read them all back).
     """
     if not rows:
-        return
+        return [] if returning else None
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -301,9 +374,9 @@ def insert_missing(
         raise NotImplementedError(f"insert_missing on {dialect}")
     ordered = sorted(rows, key=lambda row: tuple(str(row[k]) for k in keys))
     if dialect == "postgresql" and len(ordered) >= STAGE_FROM:
-        _insert_staged(session, model, keys, ordered)
-        return
+        return _insert_staged(session, model, keys, ordered, returning)
     session.execute(stmt.on_conflict_do_nothing(index_elements=list(keys)), ordered)
+    return None
 
 
 STAGE_FROM = 50
@@ -311,8 +384,12 @@ STAGE_FROM = 50
 
 
 def _insert_staged(
-    session: Session, model: type[Base], keys: tuple[str, ...], rows: list[dict[str, Any]]
-) -> None:
+    session: Session,
+    model: type[Base],
+    keys: tuple[str, ...],
+    rows: list[dict[str, Any]],
+    returning: tuple[str, ...],
+) -> list[tuple[Any, ...]] | None:
     from sqlalchemy import literal_column, select, text
     from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -340,5 +417,10 @@ def _insert_staged(
         .select_from(text(f'"{stage}"'))
         .order_by(literal_column("rg_n"))
     )
-    statement = pg_insert(table).from_select(names, source)
-    session.execute(statement.on_conflict_do_nothing(index_elements=list(keys)))
+    statement: Any = pg_insert(table).from_select(names, source)
+    statement = statement.on_conflict_do_nothing(index_elements=list(keys))
+    if not returning:
+        session.execute(statement)
+        return None
+    statement = statement.returning(*(table.c[name] for name in returning))
+    return [tuple(row) for row in session.execute(statement)]

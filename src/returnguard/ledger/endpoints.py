@@ -5,7 +5,6 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date, timedelta
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -13,27 +12,24 @@ from fastapi.responses import StreamingResponse
 
 from returnguard.auth.permissions import Permission
 from returnguard.auth.service import Actor
-from returnguard.domain.ledger import RATE_PLACES, EntryKind, Figures
+from returnguard.domain.ledger import EntryKind, Figures
 from returnguard.errors import InvalidInput
 from returnguard.kit.db import Database
 from returnguard.kit.deps import Reader, SessionDep, get_database, require
 from returnguard.kit.pagination import decode_cursor, encode_cursor
 from returnguard.kit.problem import problem_responses
 from returnguard.kit.schemas import IsoDay, MoneyOut
-from returnguard.ledger import reports, service
+from returnguard.ledger import exports, reports, service
 from returnguard.ledger import repository as repo
 from returnguard.ledger.models import LedgerEntry
 from returnguard.ledger.schemas import (
-    AtRiskBucket,
     EntryIn,
     EntryOut,
     EntryPage,
     MissingCost,
-    MissingRate,
     MoneyAtRiskOut,
     NetProfitOut,
     ReserveOut,
-    ReserveRow,
     ReverseIn,
 )
 
@@ -158,21 +154,8 @@ def _figures(f: Figures, currency: str) -> dict[str, dict[str, str]]:
     }
 
 
-def _missing_rates(items: Iterable[reports.MissingRate]) -> list[MissingRate]:
-    return [
-        MissingRate(
-            what=m.what,
-            id=m.id,
-            currency=m.currency,
-            day=m.day,
-            amount=MoneyOut.from_minor(m.amount_minor, m.currency),
-        )
-        for m in items
-    ]
-
-
 def _missing(items: Iterable[reports.MissingRate]) -> list[dict[str, Any]]:
-    return [m.model_dump(mode="json") for m in _missing_rates(items)]
+    return [m.model_dump(mode="json") for m in exports.missing_rates_out(items)]
 
 
 def _dumps(value: Any) -> str:
@@ -283,7 +266,11 @@ def net_profit(
     body = _stream_net_profit(
         get_database(request), actor.organization_id, group_by, first, last, format
     )
-    name = f"net-profit-{group_by.value}-{first}-{last}"
+    return _export(body, format, f"net-profit-{group_by.value}-{first}-{last}")
+
+
+def _export(body: Iterator[bytes], format: str, name: str) -> Response:
+    """A streamed report: JSON, or a CSV or XLSX attachment named ``name``."""
     if format == "csv":
         return StreamingResponse(
             body,
@@ -299,19 +286,32 @@ def net_profit(
     return StreamingResponse(body, media_type="application/json")
 
 
-@router.get("/reports/reserve", response_model=ReserveOut, responses=problem_responses(401, 422))
+@router.get(
+    "/reports/reserve",
+    response_model=ReserveOut,
+    responses={
+        200: {
+            "description": "The report as JSON, CSV or XLSX (`format`)",
+            "content": {"text/csv": {}, XLSX: {}},
+        },
+        **problem_responses(401, 422),
+    },
+)
 def reserve(
     request: Request,
     actor: Reader,
     lookback_days: Annotated[int, Query(ge=1, le=3650)] = 180,
     hold_days: Annotated[int, Query(ge=1, le=3650)] = 30,
     as_of: AsOf = None,
-) -> ReserveOut:
+    format: Literal["json", "csv", "xlsx"] = "json",
+) -> ReserveOut | Response:
     """The return-risk reserve per SKU: Wilson 95% upper bound of the return rate x the
     expected net loss per return, per unit sold and for the units sold in `hold_days`."""
     if hold_days > lookback_days:
         raise InvalidInput.field("hold_days", "must not be longer than lookback_days")
     day = as_of or service.today()
+    # One row per SKU: the report is read whole, so the files are written after the
+    # snapshot is closed.
     with reports.reading(get_database(request)) as session:
         report = reports.reserve(
             session,
@@ -320,90 +320,48 @@ def reserve(
             lookback_days=lookback_days,
             hold_days=hold_days,
         )
-    currency = report.currency
-    return ReserveOut(
-        as_of=day,
-        lookback_days=lookback_days,
-        hold_days=hold_days,
-        currency=currency,
-        rows=[
-            ReserveRow(
-                sku=r.sku,
-                units_sold=r.units_sold,
-                units_returned=r.units_returned,
-                return_rate=_rate(r.return_rate),
-                rate_low=_rate(r.rate_low),
-                rate_high=_rate(r.rate_high),
-                loss_per_return=MoneyOut.from_minor(r.loss_per_return, currency),
-                reserve_per_unit=MoneyOut.from_minor(r.reserve_per_unit, currency),
-                units_sold_hold=r.units_sold_hold,
-                reserve=MoneyOut.from_minor(r.reserve, currency),
-            )
-            for r in report.rows
-        ],
-        total_reserve=MoneyOut.from_minor(report.total_reserve, currency),
-        missing_rates=_missing_rates(report.missing_rates),
-    )
+    if format == "csv":
+        return _export(_chunked(exports.reserve_csv(report)), format, f"reserve-{day}")
+    if format == "xlsx":
+        body = exports.xlsx_chunks(lambda out: exports.write_reserve_xlsx(report, out))
+        return _export(body, format, f"reserve-{day}")
+    return exports.reserve_out(report)
 
 
-def _rate(value: Decimal) -> str:
-    return format(value.quantize(RATE_PLACES), "f")
-
-
-def _money_at_risk_json(report: reports.MoneyAtRiskReport) -> Iterator[str]:
-    currency = report.currency
-    head = {
-        "as_of": report.as_of.isoformat(),
-        "currency": currency,
-        "buckets": [
-            AtRiskBucket(
-                age=b.age,
-                refunds=b.refunds,
-                not_received_units=b.not_received_units,
-                not_received=MoneyOut.from_minor(b.not_received, currency),
-                not_inspected_units=b.not_inspected_units,
-                not_inspected=MoneyOut.from_minor(b.not_inspected, currency),
-            ).model_dump(mode="json")
-            for b in report.buckets
-        ],
-        "total_not_received": _money(report.total_not_received, currency),
-        "total_not_inspected": _money(report.total_not_inspected, currency),
-    }
-    items = (
-        {
-            "refund_id": str(i.refund_id),
-            "return_id": str(i.return_id),
-            "return_line_id": str(i.return_line_id),
-            "sku": i.sku,
-            "settled_on": i.settled_on.isoformat(),
-            "age_days": i.age_days,
-            "age": i.age,
-            "not_received_units": i.exposure.not_received_units,
-            "not_received": _money(i.exposure.not_received, i.currency),
-            "not_inspected_units": i.exposure.not_inspected_units,
-            "not_inspected": _money(i.exposure.not_inspected, i.currency),
-        }
-        for i in report.items()
-    )
-    yield from _json_object(
-        head, "items", items, lambda: {"missing_rates": _missing(report.missing_rates())}
-    )
-
-
-def _stream_money_at_risk(db: Database, organization_id: uuid.UUID, day: date) -> Iterator[bytes]:
+def _stream_money_at_risk(
+    db: Database, organization_id: uuid.UUID, day: date, format: str
+) -> Iterator[bytes]:
     with reports.reading(db) as session:
         report = reports.money_at_risk(session, organization_id, as_of=day)
-        yield from _chunked(_money_at_risk_json(report))
+        if format == "csv":
+            yield from _chunked(exports.money_at_risk_csv(report))
+        elif format == "xlsx":
+            yield from exports.xlsx_chunks(
+                lambda out: exports.write_money_at_risk_xlsx(report, out)
+            )
+        else:
+            yield from _chunked(exports.money_at_risk_json(report))
 
 
 @router.get(
-    "/reports/money-at-risk", response_model=MoneyAtRiskOut, responses=problem_responses(401, 422)
+    "/reports/money-at-risk",
+    response_model=MoneyAtRiskOut,
+    responses={
+        200: {
+            "description": "The report as JSON, CSV or XLSX (`format`)",
+            "content": {"text/csv": {}, XLSX: {}},
+        },
+        **problem_responses(401, 422),
+    },
 )
-def money_at_risk(request: Request, actor: Reader, as_of: AsOf = None) -> Response:
+def money_at_risk(
+    request: Request,
+    actor: Reader,
+    as_of: AsOf = None,
+    format: Literal["json", "csv", "xlsx"] = "json",
+) -> Response:
     """Refunds already paid whose goods are not received yet (or received but not
     inspected), by days since the refund was paid, in the base currency."""
     day = as_of or service.today()
-    return StreamingResponse(
-        _stream_money_at_risk(get_database(request), actor.organization_id, day),
-        media_type="application/json",
-    )
+    body = _stream_money_at_risk(get_database(request), actor.organization_id, day, format)
+    return _export(body, format, f"money-at-risk-{day}")

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import IO, Any
 
 from sqlalchemy.orm import Session
@@ -276,7 +277,9 @@ def csv_cells(line: list[str | Decimal]) -> list[str]:
 def net_profit_csv(report: NetProfitReport) -> Iterator[str]:
     """The table as CSV text, in chunks of about 64 KB, written as the rows arrive."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # RFC 4180 line ends: the writer then also quotes a cell holding a lone CR, which a
+    # reader would otherwise take for the end of the row.
+    writer = csv.writer(out, lineterminator="\r\n")
     for line in net_profit_table(report):
         writer.writerow(csv_cells(line))
         if out.tell() >= _CHUNK:
@@ -379,6 +382,11 @@ class ReserveReport:
         return sum(r.reserve for r in self.rows)
 
 
+# The interval is a pure function of (returned, sold), in 40-digit Decimal with a square
+# root: the many small SKUs of a shop share their few pairs.
+_wilson = lru_cache(maxsize=65_536)(rules.wilson)
+
+
 def reserve(
     session: Session,
     organization_id: uuid.UUID,
@@ -400,26 +408,54 @@ def reserve(
         raise ValueError("need 1 <= hold_days <= lookback_days")
     base = base_currency(session, organization_id)
     q = repo.ReportQueries(session, organization_id, base)
-    stmt = q.reserve(
-        _start(as_of - timedelta(days=lookback_days - 1)),
-        _start(as_of + timedelta(days=1)),
-        _start(as_of - timedelta(days=hold_days - 1)),
-        as_of,
-    )
+    start = as_of - timedelta(days=lookback_days - 1)
+    hold = as_of - timedelta(days=hold_days - 1)
+    raw = q.reserve(_start(start), _start(as_of + timedelta(days=1)), _start(hold), as_of)
     rows: list[ReserveRow] = []
     missing: list[MissingRate] = []
-    for part, sku, sold, sold_hold, returned, ledger_sum, ref, currency, day, amount in q.execute(
-        stmt, stream=True
-    ):
-        if part:
-            missing.append(MissingRate("entry", str(ref), currency, day, _int(amount)))
-            continue
+
+    def add(sku: str, sold: Any, sold_hold: Any, returned: Any, ledger_sum: Any) -> None:
         row = ReserveRow(sku, _int(sold), 0, _int(sold_hold), _int(ledger_sum))
         row.units_returned = min(_int(returned), row.units_sold)
-        row.rate_low, row.rate_high = rules.wilson(row.units_returned, row.units_sold)
+        row.rate_low, row.rate_high = _wilson(row.units_returned, row.units_sold)
         row.loss_per_return = rules.loss_per_return(row.ledger_sum, row.units_returned)
         row.reserve_per_unit = rules.reserve_per_unit(row.rate_high, row.loss_per_return)
         rows.append(row)
+
+    # The months the worker rolled up are summed, the days changed since are read raw.
+    plan = rollups.reserve_report_plan(session, organization_id, base, start, as_of, hold)
+    if plan is None:
+        for (
+            part,
+            sku,
+            sold,
+            sold_hold,
+            returned,
+            ledger_sum,
+            ref,
+            currency,
+            day,
+            amount,
+        ) in q.execute(raw, stream=True):
+            if part:
+                missing.append(MissingRate("entry", str(ref), currency, day, _int(amount)))
+            else:
+                add(sku, sold, sold_hold, returned, ledger_sum)
+    else:
+        unconverted = 0
+        stmt = q.reserve_from_rollups(plan)
+        for sku, sold, sold_hold, returned, ledger_sum, in_window, without_rate in q.execute(
+            stmt, stream=True
+        ):
+            unconverted += _int(without_rate)
+            # Sold in the window: a line has at least one unit (a check constraint), and
+            # a month less its days not wanted can leave a row of zeros.
+            if in_window and _int(sold) > 0:
+                add(sku, sold, sold_hold, returned, ledger_sum)
+        if unconverted:  # which entries: listed from the raw rows (rare, and slow)
+            for part, *_, ref, currency, day, amount in q.execute(raw, stream=True):
+                if part:
+                    missing.append(MissingRate("entry", str(ref), currency, day, _int(amount)))
     rows.sort(key=lambda r: (-r.reserve, r.sku))
     return ReserveReport(as_of, lookback_days, hold_days, base, rows, missing)
 
@@ -463,7 +499,7 @@ class MoneyAtRiskReport:
         self._queries = q = repo.ReportQueries(session, organization_id, self.currency)
         by_age = {label: AtRiskBucket(label) for label, _, _ in rules.AGE_BUCKETS}
         self._missing = 0
-        self._rows = iter(q.execute(q.money_at_risk(as_of), stream=True))
+        self._rows = iter(q.execute(q.money_at_risk(as_of), stream=True, lookups=True))
         self._first_item: Any = None
         for row in self._rows:
             part, age, refunds, nr_units, nr, ni_units, ni, missing, *_ = row
@@ -515,7 +551,7 @@ class MoneyAtRiskReport:
         if not self._missing:
             return []
         q = self._queries
-        rows = q.execute(q.money_at_risk_missing(self.as_of), stream=True)
+        rows = q.execute(q.money_at_risk_missing(self.as_of), stream=True, lookups=True)
         return [
             MissingRate("refund", str(ref), currency, day, _int(amount))
             for ref, currency, day, amount in rows

@@ -20,6 +20,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    false,
     func,
     join,
     literal,
@@ -42,8 +43,8 @@ from returnguard.fx.models import FxRate
 from returnguard.kit.db import UTCDateTime
 from returnguard.kit.money import known_currencies, minor_digits
 from returnguard.ledger.models import LedgerEntry
-from returnguard.ledger.rollup_models import ReportRollup
-from returnguard.ledger.rollup_plan import Days, Rollup
+from returnguard.ledger.rollup_models import ReportRollup, ReserveRollup
+from returnguard.ledger.rollup_plan import Days, ReservePlan, Rollup, merge, month_end
 from returnguard.orders.models import Channel, Order, OrderLine, Product
 from returnguard.refunds.models import Refund
 from returnguard.returns.models import Inspection, Receipt, Return, ReturnLine, Shipment
@@ -377,7 +378,25 @@ class ReportQueries:
     def _mod(self, a: Any, b: Any) -> Any:
         return func.mod(a, b) if self.pg else a % b
 
-    def execute(self, stmt: Any, *, stream: bool = False) -> Any:
+    def execute(self, stmt: Any, *, stream: bool = False, lookups: bool = False) -> Any:
+        """Run a report statement (``stream``: rows fetched as they are read). ``lookups``:
+        it reads a few rows of large tables by key (money at risk), so on PostgreSQL it is
+        planned with random reads costed as the cached reads they are (``random_page_cost``
+        1.1 for this statement only): index lookups, not scans of every refund and return.
+        A streamed statement is planned when its cursor opens, so the setting can go back
+        at once."""
+        if not (lookups and self.pg):
+            return self._execute(stmt, stream)
+        get = text("SELECT current_setting('random_page_cost')")
+        put = text("SELECT set_config('random_page_cost', :value, true)")
+        before = self.session.execute(get).scalar_one()
+        self.session.execute(put, {"value": "1.1"})
+        try:
+            return self._execute(stmt, stream)
+        finally:
+            self.session.execute(put, {"value": before})
+
+    def _execute(self, stmt: Any, stream: bool) -> Any:
         if stream:
             return self.session.execute(stmt, execution_options={"yield_per": 2000})
         return self.session.execute(stmt)
@@ -1413,6 +1432,264 @@ class ReportQueries:
             b.amount_minor,
         ).order_by(b.part, b.day, b.created_at, b.id)
 
+    # -- return-risk reserve from rollups --------------------------------------------------
+
+    def month_start_of(self, day: Any) -> Any:
+        """The first day of ``day``'s month."""
+        if self.pg:
+            return cast(func.date_trunc("month", day), Date)
+        return type_coerce(func.date(day, "start of month"), Date)
+
+    def reserve_unit_rows(self, days: Days) -> Select[Any]:
+        """Per (order day, SKU) of the orders placed on ``days``: ``units_sold`` and
+        ``units_returned`` (approved on returns still going ahead), as the reserve counts
+        them."""
+        day = self.day_of(Order.ordered_at).label("day")
+        placed = and_(Order.organization_id == self.org, _at_days(days, Order.ordered_at))
+        sold = (
+            select(
+                day,
+                OrderLine.sku.label("sku"),
+                OrderLine.quantity.label("sold"),
+                literal(0).label("returned"),
+            )
+            .join(Order, Order.id == OrderLine.order_id)
+            .where(placed)
+        )
+        returned = (
+            select(day, OrderLine.sku, literal(0), ReturnLine.approved)
+            .select_from(ReturnLine)
+            .join(OrderLine, OrderLine.id == ReturnLine.order_line_id)
+            .join(Order, Order.id == OrderLine.order_id)
+            .join(Return, Return.id == ReturnLine.return_id)
+            .where(placed, Return.status.not_in(_NOT_RETURNED), ReturnLine.approved > 0)
+        )
+        u = union_all(sold, returned).subquery("rs_units")
+        return select(
+            u.c.day,
+            u.c.sku,
+            cast(func.sum(u.c.sold), BigInteger).label("units_sold"),
+            cast(func.sum(u.c.returned), BigInteger).label("units_returned"),
+        ).group_by(u.c.day, u.c.sku)
+
+    def reserve_ledger_rows(
+        self, entry_days: Days, order_window: tuple[date, date] | None = None
+    ) -> Select[Any]:
+        """Per (entry day, order day, SKU): the converted ledger of returns still going
+        ahead (with approved units) that occurred on ``entry_days`` (of orders placed in
+        ``order_window``, when given), split over the returns' lines as the reserve splits
+        it; ``sku`` NULL counts the entries without a rate (``missing_rates``). A return's
+        lines are lines of its order, so the order's day is the return's."""
+        order_day = self.day_of(Order.ordered_at)
+        approved = (
+            select(ReturnLine.id)
+            .where(ReturnLine.return_id == Return.id, ReturnLine.approved > 0)
+            .exists()
+        )
+        when = [
+            LedgerEntry.organization_id == self.org,
+            _on_days(entry_days, LedgerEntry.occurred_on),
+            Return.status.not_in(_NOT_RETURNED),
+            approved,
+        ]
+        if order_window is not None:
+            when.append(_at_days([order_window], Order.ordered_at))
+        entries = (
+            select(*_ENTRY_COLUMNS, order_day.label("order_day"))
+            .join(Return, Return.id == LedgerEntry.return_id)
+            .join(Order, Order.id == Return.order_id)
+            .where(*when)
+            .cte("rr_entries")
+        )
+        e = entries.c
+        rates = self.rates(
+            select(func.min(e.occurred_on)).scalar_subquery(), entry_days[-1][1], "rr_rates"
+        )
+        converted = (
+            select(
+                e.id,
+                e.kind,
+                e.order_id,
+                e.return_id,
+                e.sku,
+                e.order_line_id,
+                e.occurred_on,
+                e.order_day,
+                self.converted(rates, e.amount_minor, e.currency).label("amount"),
+            )
+            .select_from(entries)
+            .outerjoin(rates, self.on_rate(rates, e.currency, e.occurred_on))
+            .cte("rr_converted")
+        )
+        parts = self.entry_sku_parts(converted, "rr_entries", ("occurred_on", "order_day")).cte(
+            "rr_parts"
+        )
+        p, c = parts.c, converted.c
+        zero = literal(0)
+        split = select(
+            p.occurred_on.label("entry_day"),
+            p.order_day.label("day"),
+            p.sku.label("sku"),
+            p.part.label("ledger"),
+            zero.label("missing"),
+        )
+        missing = select(
+            c.occurred_on, c.order_day, type_coerce(null(), String), zero, literal(1)
+        ).where(c.amount.is_(None))
+        both = union_all(split, missing).subquery("rr_ledger")
+        b = both.c
+        return select(
+            b.entry_day,
+            b.day,
+            b.sku,
+            cast(func.sum(b.ledger), BigInteger).label("ledger"),
+            cast(func.sum(b.missing), BigInteger).label("missing_rates"),
+        ).group_by(b.entry_day, b.day, b.sku)
+
+    def reserve_from_rollups(self, plan: ReservePlan) -> Select[Any]:
+        """The reserve's figures per SKU (``sku``, ``units_sold``, ``units_sold_hold``,
+        ``units_returned``, ``ledger_sum``, ``sold``: sold in the window, ``missing``:
+        entries without a rate) from the rollups of ``plan`` and raw rows for its raw
+        days: the same figures :meth:`reserve` computes from raw rows alone."""
+        rr = ReserveRollup
+        zero = literal(0)
+        window = (plan.start, plan.as_of)
+        stored = and_(rr.organization_id == self.org, rr.base == self.base)
+        branches: list[Select[Any]] = []
+        names = ("sku", "units_sold", "hold", "units_returned", "ledger", "missing", "sold")
+
+        def row(*values: Any) -> Any:
+            return [v.label(n) for v, n in zip(values, names, strict=True)]
+
+        unit_periods = []
+        if plan.unit_months:
+            unit_periods.append(and_(rr.monthly.is_(True), _on_days(plan.unit_months, rr.period)))
+        daily_units = [*plan.unit_days, *plan.unit_less]
+        if daily_units:
+            unit_periods.append(
+                and_(rr.monthly.is_(False), _on_days(merge(daily_units), rr.period))
+            )
+        if unit_periods:
+            # The daily rows of ``unit_less`` are taken off their months' monthly rows.
+            sign: Any = (
+                case(
+                    (and_(rr.monthly.is_(False), _on_days(plan.unit_less, rr.period)), -1), else_=1
+                )
+                if plan.unit_less
+                else literal(1)
+            )
+            branches.append(
+                select(
+                    *row(
+                        rr.sku,
+                        sign * rr.units_sold,
+                        sign * case((rr.period >= plan.hold, rr.units_sold), else_=0),
+                        sign * rr.units_returned,
+                        zero,
+                        zero,
+                        literal(1),
+                    )
+                ).where(stored, rr.entry_period.is_(None), or_(*unit_periods))
+            )
+        entry_periods = []
+        if plan.entry_months and plan.order_months:
+            entry_periods.append(
+                and_(
+                    rr.monthly.is_(True),
+                    _on_days(plan.entry_months, rr.entry_period),
+                    _on_days(plan.order_months, rr.period),
+                )
+            )
+        # Daily ledger rows: (a) entry days of months not summed whole, order days in the
+        # window; (b) the wanted entry days of the months summed whole, order days in the
+        # window outside the order months; (c) taken off again: what the monthly rows
+        # summed and is not wanted (an entry day of ``entry_less`` or an order day of
+        # ``order_less``).
+        in_window = _on_days([window], rr.period)
+        daily: list[Any] = []
+        taken_off: Any = None
+        if plan.entry_days:
+            daily.append(and_(_on_days(plan.entry_days, rr.entry_period), in_window))
+        if plan.entry_months:
+            month_days = [(a, month_end(b)) for a, b in plan.entry_months]
+            in_month = _on_days(month_days, rr.entry_period)
+            wanted = in_month
+            if plan.entry_less:
+                wanted = and_(in_month, ~_on_days(plan.entry_less, rr.entry_period))
+            if plan.order_months:
+                order_days = [(a, month_end(b)) for a, b in plan.order_months]
+                in_orders = _on_days(order_days, rr.period)
+                daily.append(and_(wanted, in_window, ~in_orders))
+                unwanted = [
+                    _on_days(days, column)
+                    for days, column in (
+                        (plan.entry_less, rr.entry_period),
+                        (plan.order_less, rr.period),
+                    )
+                    if days
+                ]
+                if unwanted:
+                    taken_off = and_(in_month, in_orders, or_(*unwanted))
+                    daily.append(taken_off)
+            else:
+                daily.append(and_(wanted, in_window))
+        if daily:
+            entry_periods.append(and_(rr.monthly.is_(False), or_(*daily)))
+        if entry_periods:
+            sign = (
+                literal(1)
+                if taken_off is None
+                else case((and_(rr.monthly.is_(False), taken_off), -1), else_=1)
+            )
+            branches.append(
+                select(
+                    *row(
+                        rr.sku,
+                        zero,
+                        zero,
+                        zero,
+                        sign * rr.ledger,
+                        sign * rr.missing_rates,
+                        zero,
+                    )
+                ).where(stored, rr.entry_period.is_not(None), or_(*entry_periods))
+            )
+        if plan.unit_raw:
+            units = self.reserve_unit_rows(plan.unit_raw).subquery("rr_raw_units")
+            u = units.c
+            branches.append(
+                select(
+                    *row(
+                        u.sku,
+                        u.units_sold,
+                        case((u.day >= plan.hold, u.units_sold), else_=0),
+                        u.units_returned,
+                        zero,
+                        zero,
+                        literal(1),
+                    )
+                )
+            )
+        if plan.entry_raw:
+            ledger = self.reserve_ledger_rows(plan.entry_raw, window).subquery("rr_raw_ledger")
+            lg = ledger.c
+            branches.append(
+                select(*row(lg.sku, zero, zero, zero, lg.ledger, lg.missing_rates, zero))
+            )
+        if not branches:
+            branches.append(select(*row(null(), zero, zero, zero, zero, zero, zero)).where(false()))
+        parts = union_all(*branches).subquery("rr_parts_all")
+        p = parts.c
+        return select(
+            p.sku,
+            func.sum(p.units_sold).label("units_sold"),
+            func.sum(p.hold).label("units_sold_hold"),
+            func.sum(p.units_returned).label("units_returned"),
+            func.sum(p.ledger).label("ledger_sum"),
+            func.max(p.sold).label("sold"),
+            func.sum(p.missing).label("missing"),
+        ).group_by(p.sku)
+
     # -- money at risk ---------------------------------------------------------------------
 
     def _paid_units(self, as_of: date) -> CTE:
@@ -1423,10 +1700,29 @@ class ReportQueries:
         # Only a line with more units refunded than inspected can have anything at risk:
         # the refunds paid for it (whose units the guard counts in ``refunded``) are at most
         # its refunded units, and each is covered once the line's inspected units reach its
-        # own. So only the refunds of returns with such a line are unpacked, not all.
-        exposed = select(ReturnLine.return_id).where(
-            ReturnLine.organization_id == self.org, ReturnLine.refunded > ReturnLine.inspected
+        # own. Those lines are few and have an index of their own (migration 0014, written
+        # with IS TRUE as its predicate, whose statistics tell the planner how few): the
+        # statement starts from them and looks up their refunds, their parts and SKUs one
+        # by one, so its cost follows the money at risk, not the history of refunds.
+        lines = (
+            select(
+                ReturnLine.id,
+                ReturnLine.return_id,
+                ReturnLine.order_line_id,
+                ReturnLine.received,
+                ReturnLine.inspected,
+            )
+            .join(Return, Return.id == ReturnLine.return_id)
+            .where(
+                ReturnLine.organization_id == self.org,
+                (ReturnLine.refunded > ReturnLine.inspected).is_(true()),
+                Return.status.not_in(_NO_GOODS_EXPECTED),
+            )
+            .cte("mr_lines")
         )
+        if self.pg:
+            lines = lines.prefix_with("MATERIALIZED")
+        ln = lines.c
         if self.pg:
             element = (
                 func.json_array_elements(Refund.lines)
@@ -1453,18 +1749,22 @@ class ReportQueries:
                 Refund.return_id,
                 Refund.currency,
                 settled.label("day"),
-                line_id.label("return_line_id"),
+                ln.id.label("return_line_id"),
+                ln.order_line_id,
+                ln.received,
+                ln.inspected,
                 cast(field("quantity"), Integer).label("q"),
                 cast(field("total"), BigInteger).label("total"),
                 ordinal.label("ordinal"),
             )
-            .select_from(Refund)
+            .select_from(lines)
+            .join(Refund, Refund.return_id == ln.return_id)
             .join(element, true())
             .where(
                 Refund.organization_id == self.org,
                 Refund.status == "succeeded",
                 settled <= as_of,
-                Refund.return_id.in_(exposed),
+                line_id == ln.id,
             )
             .cte("mr_parts")
         )
@@ -1480,20 +1780,17 @@ class ReportQueries:
                 p.return_id,
                 p.currency,
                 p.day,
-                ReturnLine.id.label("return_line_id"),
+                p.return_line_id,
                 p.q,
                 p.total,
                 func.coalesce(before, 0).label("start"),
-                ReturnLine.received,
-                ReturnLine.inspected,
+                p.received,
+                p.inspected,
                 OrderLine.sku,
             )
             .select_from(parts)
-            .join(ReturnLine, ReturnLine.id == p.return_line_id)
-            .join(Return, Return.id == ReturnLine.return_id)
             # Outer (the line always exists): a query that needs no SKU skips the join.
-            .outerjoin(OrderLine, OrderLine.id == ReturnLine.order_line_id)
-            .where(Return.status.not_in(_NO_GOODS_EXPECTED))
+            .outerjoin(OrderLine, OrderLine.id == p.order_line_id)
             .cte("mr_paid")
         )
 

@@ -1,4 +1,4 @@
-"""The tables behind net-profit rollups (see ledger/rollups.py and migration 0012)."""
+"""The tables behind report rollups (see ledger/rollups.py, migrations 0012 and 0014)."""
 
 from __future__ import annotations
 
@@ -71,3 +71,35 @@ class ReportDirty(Base):
     organization_id: Mapped[uuid.UUID]
     first_day: Mapped[date] = mapped_column(Date)
     last_day: Mapped[date] = mapped_column(Date)
+
+
+class ReserveRollup(Base):
+    """What the return-risk reserve reads, rolled up (migration 0014), in ``base`` currency.
+
+    Units rows (``entry_period`` NULL): per order day (``period``) and SKU, the units sold
+    and the units approved on returns still going ahead. Ledger rows: per entry day
+    (``entry_period``), order day and SKU, the converted ledger of those returns, split
+    over their lines; the row with no SKU counts the entries without a rate. Monthly rows
+    (``monthly`` true) hold the same per month (both days their month's first). Written by
+    the worker only, with the net-profit rollups of the same month.
+    """
+
+    __tablename__ = "reserve_rollups"
+    __table_args__ = (
+        Index("ix_reserve_rollups_org_period", "organization_id", "monthly", "period"),
+        Index("ix_reserve_rollups_org_entry_period", "organization_id", "entry_period"),
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    base: Mapped[str] = mapped_column(String(3))
+    monthly: Mapped[bool]
+    period: Mapped[date] = mapped_column(Date)
+    entry_period: Mapped[date | None] = mapped_column(Date, nullable=True)
+    sku: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    units_sold: Mapped[int] = mapped_column(BigInteger)
+    units_returned: Mapped[int] = mapped_column(BigInteger)
+    ledger: Mapped[int] = mapped_column(BigInteger)
+    missing_rates: Mapped[int] = mapped_column(BigInteger)

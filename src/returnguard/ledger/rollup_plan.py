@@ -9,7 +9,7 @@ Pure date arithmetic: ``ledger.rollups`` reads the facts, this decides.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -110,3 +110,142 @@ def plan(
         if day is not None:
             _add(daily, day, hi)
     return Rollup(months=whole, days=daily, raw=raw)
+
+
+# --- the reserve --------------------------------------------------------------------------
+
+EARLIEST = date(1900, 1, 1)
+"""No day the application stores is earlier (the API refuses them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReservePlan:
+    """Where a reserve over the order days ``start``..``as_of`` reads what.
+
+    Units (by order day): ``unit_months`` from monthly rows (each wholly inside or outside
+    the hold period) less the daily rows of ``unit_less`` (the days of those months not
+    wanted: outside the window, or changed since), ``unit_days`` from daily rows,
+    ``unit_raw`` from orders. Ledger (by entry day, up to ``as_of``): monthly rows for the
+    entry months ``entry_months`` and the order months ``order_months`` (mostly in the
+    window) less the daily rows of their entry days ``entry_less`` and order days
+    ``order_less`` (not wanted), daily rows for ``entry_days`` and for the other order days
+    of the ``entry_months``, raw entries for ``entry_raw``.
+    """
+
+    start: date
+    as_of: date
+    hold: date
+    unit_months: Days = field(default_factory=list)
+    unit_days: Days = field(default_factory=list)
+    unit_raw: Days = field(default_factory=list)
+    unit_less: Days = field(default_factory=list)
+    entry_months: Days = field(default_factory=list)
+    order_months: Days = field(default_factory=list)
+    order_less: Days = field(default_factory=list)
+    entry_days: Days = field(default_factory=list)
+    entry_less: Days = field(default_factory=list)
+    entry_raw: Days = field(default_factory=list)
+
+    @property
+    def uses_rollups(self) -> bool:
+        return bool(self.unit_months or self.unit_days or self.entry_months or self.entry_days)
+
+
+def _month_runs(starts: Iterable[date]) -> list[tuple[date, date]]:
+    runs: list[tuple[date, date]] = []
+    for m in sorted(starts):
+        if runs and (m - runs[-1][1]).days <= 31:
+            runs[-1] = (runs[-1][0], m)
+        else:
+            runs.append((m, m))
+    return runs
+
+
+def _month_starts(runs: Days) -> list[date]:
+    return [m for a, b in runs for m in months(a, b)]
+
+
+def _mostly(
+    days: Days,
+) -> Iterator[tuple[date, list[tuple[date, date]], list[tuple[date, date]] | None]]:
+    """Per month of ``days`` (runs of wanted days of built months): the month, its wanted
+    runs and, when most of the month is wanted, the runs of its other days (outside the
+    period, or changed since), else None. Most wanted: its monthly rows less the daily
+    rows of the other days read fewer rows than the daily rows of the wanted ones (and the
+    difference is exact: a monthly row is the sum of the daily rows of the same build)."""
+    by_month: dict[date, list[tuple[date, date]]] = {}
+    for a, b in days:
+        for m in months(a, b):
+            by_month.setdefault(m, []).append((max(a, m), min(b, month_end(m))))
+    for m, wanted in sorted(by_month.items()):
+        count = sum((b - a).days + 1 for a, b in wanted)
+        if (month_end(m) - m).days + 1 - count >= count:
+            yield m, wanted, None
+            continue
+        unwanted = []
+        day = m
+        for a, b in sorted(wanted):
+            if day < a:
+                unwanted.append((day, a - _DAY))
+            day = b + _DAY
+        if day <= month_end(m):
+            unwanted.append((day, month_end(m)))
+        yield m, wanted, unwanted
+
+
+def reserve_plan(
+    start: date,
+    as_of: date,
+    hold: date,
+    built: Collection[date],
+    changed: Iterable[tuple[date, date]],
+) -> ReservePlan:
+    """Split a reserve's order days ``start``..``as_of`` (hold period from ``hold``) and its
+    entry days (up to ``as_of``) given the months ``built`` and the days ``changed``."""
+    changed = list(changed)
+    units = plan(start, as_of, built, changed)
+    whole: list[date] = []
+    days: list[tuple[date, date]] = []
+    less: list[tuple[date, date]] = []
+    for m in _month_starts(units.months):
+        if m < hold <= month_end(m):  # the hold period starts inside: by day
+            days.append((m, month_end(m)))
+        else:
+            whole.append(m)
+    for m, wanted, unwanted in _mostly(units.days):
+        if unwanted is None or m < hold <= month_end(m):
+            days += wanted
+        else:
+            whole.append(m)
+            less += unwanted
+    entries = plan(EARLIEST, as_of, built, changed)
+    entry_months = _month_starts(entries.months)
+    entry_days: list[tuple[date, date]] = []
+    entry_less: list[tuple[date, date]] = []
+    for m, wanted, unwanted in _mostly(entries.days):
+        if unwanted is None:
+            entry_days += wanted
+        else:  # the month's monthly rows less the daily rows of its other days
+            entry_months.append(m)
+            entry_less += unwanted
+    order_months: list[date] = []
+    order_less: list[tuple[date, date]] = []
+    for m, _, unwanted in _mostly([(start, as_of)]):
+        if unwanted is not None:  # mostly in the window: its days outside are taken off
+            order_months.append(m)
+            order_less += unwanted
+    return ReservePlan(
+        start=start,
+        as_of=as_of,
+        hold=hold,
+        unit_months=_month_runs(whole),
+        unit_days=merge(days),
+        unit_less=merge(less),
+        unit_raw=list(units.raw),
+        entry_months=_month_runs(entry_months),
+        order_months=_month_runs(order_months),
+        order_less=merge(order_less),
+        entry_days=merge(entry_days),
+        entry_less=merge(entry_less),
+        entry_raw=list(entries.raw),
+    )

@@ -1,9 +1,13 @@
-"""Net-profit rollups: kept by the worker, summed by reports (docs/ledger.md, "Rollups").
+"""Report rollups: kept by the worker, summed by reports (docs/ledger.md, "Rollups").
 
-``report_rollups`` holds what each (channel, SKU) contributed per day and per month, in
-the organization's base currency, split and converted exactly as the raw report does:
-the worker writes them with the report's own query (``ReportQueries.rollup_rows``), so a
-sum of them is the report over those days, to the minor unit.
+``report_rollups`` holds what each (channel, SKU) contributed to net profit per day and
+per month, in the organization's base currency, split and converted exactly as the raw
+report does: the worker writes them with the report's own query
+(``ReportQueries.rollup_rows``), so a sum of them is the report over those days, to the
+minor unit. ``reserve_rollups`` (migration 0014) holds what the reserve reads: units sold
+and returned per order day and SKU, the returns' ledger per entry day, order day and SKU
+(``ReportQueries.reserve_unit_rows`` and ``reserve_ledger_rows``), built with the month's
+net-profit rows, in the same transaction, retiring the same changed days.
 
 Staying current without a hot row: triggers append the days a write changed to
 ``report_dirty`` (migration 0012); nothing else is written by a request. A report treats
@@ -28,8 +32,23 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
-from sqlalchemy import Boolean, Date, String, Uuid, cast, delete, func, insert, literal, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    String,
+    Uuid,
+    and_,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,8 +56,22 @@ from returnguard.auth.models import Organization
 from returnguard.kit.db import Database, one_snapshot, utcnow
 from returnguard.ledger import repository as repo
 from returnguard.ledger.models import LedgerEntry
-from returnguard.ledger.rollup_models import ReportDirty, ReportRollup, ReportRollupMonth
-from returnguard.ledger.rollup_plan import Rollup, month_end, month_start, months, plan
+from returnguard.ledger.rollup_models import (
+    ReportDirty,
+    ReportRollup,
+    ReportRollupMonth,
+    ReserveRollup,
+)
+from returnguard.ledger.rollup_plan import (
+    EARLIEST,
+    ReservePlan,
+    Rollup,
+    month_end,
+    month_start,
+    months,
+    plan,
+    reserve_plan,
+)
 from returnguard.orders.models import Order
 
 log = logging.getLogger("returnguard.rollups")
@@ -54,12 +87,10 @@ _COLUMNS = (
 )
 
 
-def report_plan(
+def _built(
     session: Session, organization_id: uuid.UUID, base: str, first: date, last: date
-) -> Rollup:
-    """What a net-profit report over ``first``..``last`` sums and what it reads raw, in
-    the session's snapshot."""
-    built = set(
+) -> set[date]:
+    return set(
         session.scalars(
             select(ReportRollupMonth.month).where(
                 ReportRollupMonth.organization_id == organization_id,
@@ -69,8 +100,11 @@ def report_plan(
             )
         )
     )
-    if not built:
-        return Rollup(raw=[(first, last)])
+
+
+def _changed(
+    session: Session, organization_id: uuid.UUID, first: date, last: date
+) -> list[tuple[date, date]]:
     changed = session.execute(
         select(ReportDirty.first_day, ReportDirty.last_day)
         .where(
@@ -80,7 +114,32 @@ def report_plan(
         )
         .distinct()
     )
-    return plan(first, last, built, [(a, b) for a, b in changed])
+    return [(a, b) for a, b in changed]
+
+
+def report_plan(
+    session: Session, organization_id: uuid.UUID, base: str, first: date, last: date
+) -> Rollup:
+    """What a net-profit report over ``first``..``last`` sums and what it reads raw, in
+    the session's snapshot."""
+    built = _built(session, organization_id, base, first, last)
+    if not built:
+        return Rollup(raw=[(first, last)])
+    return plan(first, last, built, _changed(session, organization_id, first, last))
+
+
+def reserve_report_plan(
+    session: Session, organization_id: uuid.UUID, base: str, start: date, as_of: date, hold: date
+) -> ReservePlan | None:
+    """What a reserve over the orders of ``start``..``as_of`` sums and reads raw (its
+    entries are those up to ``as_of``, whenever they occurred); None when nothing is
+    rolled up, in the session's snapshot."""
+    built = _built(session, organization_id, base, EARLIEST, as_of)
+    if not built:
+        return None
+    changed = _changed(session, organization_id, EARLIEST, as_of)
+    found = reserve_plan(start, as_of, hold, built, changed)
+    return found if found.uses_rollups else None
 
 
 # --- building ----------------------------------------------------------------------------
@@ -201,6 +260,7 @@ def build_month(session: Session, org: uuid.UUID, base: str, month: date) -> Non
             .group_by(ru.channel_id, ru.sku),
         )
     )
+    _build_reserve_month(session, queries, org_value, base_value, first, last)
     if ranges:
         session.execute(delete(ReportDirty).where(ReportDirty.id.in_([r.id for r in ranges])))
         rest = [(a, first - timedelta(days=1)) for _, a, _ in ranges if a < first]
@@ -210,6 +270,126 @@ def build_month(session: Session, org: uuid.UUID, base: str, month: date) -> Non
                 insert(ReportDirty),
                 [{"organization_id": org, "first_day": a, "last_day": b} for a, b in set(rest)],
             )
+
+
+_RESERVE_COLUMNS = (
+    "period",
+    "entry_period",
+    "sku",
+    "units_sold",
+    "units_returned",
+    "ledger",
+    "missing_rates",
+)
+
+
+def _build_reserve_month(
+    session: Session,
+    queries: repo.ReportQueries,
+    org_value: Any,
+    base_value: Any,
+    first: date,
+    last: date,
+) -> None:
+    """The reserve's rollups of a month: units by order day, ledger by entry day (each
+    with its order day), then their monthly sums (order months for the ledger)."""
+    rr = ReserveRollup
+    org = org_value.value
+    session.execute(
+        delete(rr).where(
+            rr.organization_id == org,
+            or_(
+                and_(rr.entry_period.is_(None), rr.period >= first, rr.period <= last),
+                and_(rr.entry_period >= first, rr.entry_period <= last),
+            ),
+        )
+    )
+    columns = ["organization_id", "base", "monthly", *_RESERVE_COLUMNS]
+    units = queries.reserve_unit_rows([(first, last)]).subquery("reserve_units")
+    u = units.c
+    no_day = literal(None, Date)
+    zero = literal(0, BigInteger)
+    session.execute(
+        insert(rr).from_select(
+            columns,
+            select(
+                org_value,
+                base_value,
+                literal(False, Boolean),
+                u.day,
+                no_day,
+                u.sku,
+                u.units_sold,
+                u.units_returned,
+                zero,
+                zero,
+            ),
+        )
+    )
+    ledger = queries.reserve_ledger_rows([(first, last)]).subquery("reserve_ledger")
+    lg = ledger.c
+    session.execute(
+        insert(rr).from_select(
+            columns,
+            select(
+                org_value,
+                base_value,
+                literal(False, Boolean),
+                lg.day,
+                lg.entry_day,
+                lg.sku,
+                zero,
+                zero,
+                lg.ledger,
+                lg.missing_rates,
+            ),
+        )
+    )
+    daily = and_(rr.organization_id == org, rr.monthly.is_(False))
+    wide = rr.units_sold.type
+
+    def total(column: Any) -> Any:
+        return cast(func.sum(column), wide)
+
+    session.execute(
+        insert(rr).from_select(
+            columns,
+            select(
+                org_value,
+                base_value,
+                literal(True, Boolean),
+                literal(first, Date),
+                no_day,
+                rr.sku,
+                total(rr.units_sold),
+                total(rr.units_returned),
+                zero,
+                zero,
+            )
+            .where(daily, rr.entry_period.is_(None), rr.period >= first, rr.period <= last)
+            .group_by(rr.sku),
+        )
+    )
+    order_month = queries.month_start_of(rr.period)
+    session.execute(
+        insert(rr).from_select(
+            columns,
+            select(
+                org_value,
+                base_value,
+                literal(True, Boolean),
+                order_month,
+                literal(first, Date),
+                rr.sku,
+                zero,
+                zero,
+                total(rr.ledger),
+                total(rr.missing_rates),
+            )
+            .where(daily, rr.entry_period >= first, rr.entry_period <= last)
+            .group_by(order_month, rr.sku),
+        )
+    )
 
 
 def compact(
@@ -296,7 +476,7 @@ class RollupSchedule:
             self._next = self.clock() + self.interval
             return RollupRun(failed=1)
         for org, month in run.built:
-            log.info("net-profit rollup of %s rebuilt for organization %s", month, org)
+            log.info("report rollups of %s rebuilt for organization %s", month, org)
         # Out of budget with months left: go on at the next tick.
         self._next = self.clock() + (0 if run.unfinished else self.interval)
         return run

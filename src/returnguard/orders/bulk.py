@@ -8,11 +8,15 @@ here a batch costs a fixed handful of statements, whatever its size:
 2. each order is classified: *new*, *unchanged* (what is stored is exactly what
    ``upsert_order`` would leave behind) or *changed*;
 3. new buyers and products are inserted with ``insert_missing`` (race-free, in key
-   order; on PostgreSQL through a staging table, one INSERT … SELECT), and only those
-   are read back; changed contact details of known buyers are updated in one executemany;
-4. new orders and their lines go in as multi-row inserts (COPY on PostgreSQL, the lines
-   in order-id order, which makes their foreign-key checks and index inserts walk the
-   indexes in order), each with its ``order.created`` event (the same event as
+   order; on PostgreSQL through a staging table, one INSERT … SELECT … RETURNING), and
+   only those a concurrent writer inserted first are read back; changed contact details
+   of known buyers are updated in one executemany;
+4. new orders and their lines go in as multi-row inserts (COPY on PostgreSQL), the
+   orders in key order, with time-ordered ids (``kit.db.new_ids``) drawn in that order
+   and the lines in the order of their orders: every index keyed by an id (the primary
+   keys, the lines' (order, line id) key, the events' chain key) is filled at its right
+   edge instead of on a random page per row, and the lines' foreign-key checks walk the
+   orders' index in order. Each order has its ``order.created`` event (the same event as
    ``upsert_order``'s), queued with ``audit.record_created`` as canonical JSON text made
    straight from the row values: a new order has no chain yet, so the event log hashes
    and writes those events in bulk at commit without looking up or locking their chains'
@@ -65,8 +69,10 @@ _ORDERS = cast(Any, Order.__table__)
 _LINES = cast(Any, OrderLine.__table__)
 _BUYERS = cast(Any, Buyer.__table__)
 
-OrderKey = tuple[uuid.UUID, str]  # channel id, the channel's order id
-BuyerKey = tuple[uuid.UUID, str]  # channel id, the channel's buyer id
+# Keys name a channel by its id's integer: a UUID hashes in Python code, an int (and a
+# tuple of int and str) in C, and a batch looks its keys up some twenty times per order.
+OrderKey = tuple[int, str]  # channel id (uuid.UUID.int), the channel's order id
+BuyerKey = tuple[int, str]  # channel id (uuid.UUID.int), the channel's buyer id
 
 
 class Outcome(StrEnum):
@@ -140,10 +146,10 @@ def upsert_orders(
             outcomes[i] = _rejected(
                 UnknownChannel.field("channel", f"no channel with code {data.channel!r}")
             )
-        elif (channel_id, data.external_id) in seen:
+        elif (channel_id.int, data.external_id) in seen:
             repeats.append(i)  # applied after the first, as a second upsert would be
         else:
-            seen.add((channel_id, data.external_id))
+            seen.add((channel_id.int, data.external_id))
             first.append(i)
     for start in range(0, len(first), MAX_BATCH):
         batch = first[start : start + MAX_BATCH]
@@ -192,12 +198,16 @@ _LINE_COLUMNS = (
 
 
 def _insert_tuples(
-    session: Session, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]
+    session: Session,
+    table: Any,
+    columns: Sequence[str],
+    rows: list[tuple[Any, ...]] | Iterator[tuple[Any, ...]],
 ) -> None:
-    """A multi-row insert of ``rows`` (values in the order of ``columns``): on PostgreSQL
-    a ``COPY``, several times faster than an executemany of INSERTs; elsewhere an
-    executemany (SQLite runs it in-process)."""
-    if not rows:
+    """A multi-row insert of ``rows`` (values in the order of ``columns``; a list, or an
+    iterator of at least one row, consumed as it is sent): on PostgreSQL a ``COPY``,
+    several times faster than an executemany of INSERTs; elsewhere an executemany
+    (SQLite runs it in-process)."""
+    if isinstance(rows, list) and not rows:
         return
     connection = session.connection()
     if connection.dialect.name != "postgresql":
@@ -392,6 +402,7 @@ class _Stored:
 
 _BUYER_ID = 4
 _PAYMENT_REFERENCE = 8
+_NO_ID = uuid.UUID(int=0)
 
 
 class _Batch:
@@ -410,10 +421,13 @@ class _Batch:
         self.orders = orders
         ids = {code: channel.id for code, channel in channels.items()}
         self.channel_ids = [ids[o.channel] for o in orders]
+        # Each order's channel as its key (uuid.UUID.int), and the channels by key.
+        self.channel_keys = [cid.int for cid in self.channel_ids]
+        self.channel_uuids = {cid.int: cid for cid in ids.values()}
         self.postgresql = session.get_bind().dialect.name == "postgresql"
         self.buyer_keys: list[BuyerKey | None] = [
-            (cid, o.buyer.external_id) if o.buyer is not None else None
-            for cid, o in zip(self.channel_ids, orders, strict=True)
+            (key, o.buyer.external_id) if o.buyer is not None else None
+            for key, o in zip(self.channel_keys, orders, strict=True)
         ]
 
     def run(self) -> list[OrderOutcome]:
@@ -430,7 +444,7 @@ class _Batch:
         for i, data in enumerate(self.orders):
             contact = self._apply_contact(running, i)
             buyer_country.append(contact.country if contact is not None else None)
-            found = stored.get((self.channel_ids[i], data.external_id))
+            found = stored.get((self.channel_keys[i], data.external_id))
             if found is None:
                 new.append(i)
             elif self._stays(data, found, contact, products):
@@ -485,13 +499,16 @@ class _Batch:
                 Buyer.country,
             ).where(
                 Buyer.organization_id == self.org_id,
-                self._among(Buyer.channel_id, {channel for channel, _ in wanted}),
+                self._among(
+                    Buyer.channel_id, {self.channel_uuids[channel] for channel, _ in wanted}
+                ),
                 self._among(Buyer.external_id, {external for _, external in wanted}),
             )
         )
         for id_, channel_id, external_id, email, name, country in rows:
-            if (channel_id, external_id) in wanted:
-                contacts[(channel_id, external_id)] = _Contact(id_, email, name, country)
+            key = (channel_id.int, external_id)
+            if key in wanted:
+                contacts[key] = _Contact(id_, email, name, country)
         return contacts
 
     def _load_products(self, skus: Iterator[str]) -> dict[str, tuple[uuid.UUID, str]]:
@@ -508,7 +525,7 @@ class _Batch:
 
     def _load_orders(self) -> dict[OrderKey, _Stored]:
         """The batch's orders that exist already, with their lines: two queries."""
-        keys = {(cid, o.external_id) for cid, o in zip(self.channel_ids, self.orders, strict=True)}
+        keys = {(key, o.external_id) for key, o in zip(self.channel_keys, self.orders, strict=True)}
         rows = self._read(
             select(
                 Order.id,
@@ -525,15 +542,16 @@ class _Batch:
                 Order.payment_reference,
             ).where(
                 Order.organization_id == self.org_id,
-                self._among(Order.channel_id, {cid for cid, _ in keys}),
+                self._among(Order.channel_id, {self.channel_uuids[key] for key, _ in keys}),
                 self._among(Order.external_id, {external for _, external in keys}),
             )
         )
         stored: dict[OrderKey, _Stored] = {}
         by_id: dict[uuid.UUID, _Stored] = {}
         for id_, channel_id, external_id, *header in rows:
-            if (channel_id, external_id) in keys:
-                stored[(channel_id, external_id)] = by_id[id_] = _Stored(id_, tuple(header), [])
+            key = (channel_id.int, external_id)
+            if key in keys:
+                stored[key] = by_id[id_] = _Stored(id_, tuple(header), [])
         if by_id:
             lines = self._read(
                 select(
@@ -638,28 +656,45 @@ class _Batch:
             {
                 "id": None,
                 "organization_id": self.org_id,
-                "channel_id": channel_id,
+                "channel_id": self.channel_uuids[channel],
                 "external_id": external_id,
                 "email": contact.email,
                 "name": contact.name,
                 "country": contact.country,
             }
-            for (channel_id, external_id), contact in written.items()
-            if contact.id is None and (channel_id, external_id) in needed
+            for (channel, external_id), contact in written.items()
+            if contact.id is None and (channel, external_id) in needed
         ]
         if missing:
             for row, id_ in zip(missing, new_ids(len(missing)), strict=True):
                 row["id"] = id_
-            insert_missing(
-                self.session, Buyer, ("organization_id", "channel_id", "external_id"), missing
+            inserted = insert_missing(
+                self.session,
+                Buyer,
+                ("organization_id", "channel_id", "external_id"),
+                missing,
+                returning=("channel_id", "external_id"),
             )
-            # Read back the ids; a concurrent writer may have inserted some of them first,
-            # and then its details are the stored ones ours apply to.
             keys = [
-                (cast(uuid.UUID, row["channel_id"]), cast(str, row["external_id"]))
+                (cast(uuid.UUID, row["channel_id"]).int, cast(str, row["external_id"]))
                 for row in missing
             ]
-            loaded = self._load_buyers(keys)
+            # Ours that went in are as we wrote them; read back the others' ids: a
+            # concurrent writer inserted them first, and then its details are the stored
+            # ones ours apply to.
+            loaded: dict[BuyerKey, _Contact] = {}
+            if inserted is not None:
+                ours = {(channel_id.int, external_id) for channel_id, external_id in inserted}
+                for key, row in zip(keys, missing, strict=True):
+                    if key in ours:
+                        loaded[key] = _Contact(
+                            cast(uuid.UUID, row["id"]),
+                            cast(str | None, row["email"]),
+                            cast(str | None, row["name"]),
+                            cast(str | None, row["country"]),
+                        )
+            if len(loaded) < len(keys):
+                loaded |= self._load_buyers(key for key in keys if key not in loaded)
             stored = stored | loaded
             if all(
                 loaded[key].values() == (row["email"], row["name"], row["country"])
@@ -716,8 +751,21 @@ class _Batch:
             return
         for row, id_ in zip(missing.values(), new_ids(len(missing)), strict=True):
             row["id"] = id_
-        insert_missing(self.session, Product, ("organization_id", "sku"), list(missing.values()))
-        products.update(self._load_products(iter(missing)))
+        inserted = insert_missing(
+            self.session,
+            Product,
+            ("organization_id", "sku"),
+            list(missing.values()),
+            returning=("sku",),
+        )
+        # Ours that went in are as we wrote them; the others' ids (a concurrent writer
+        # inserted them first) are read back.
+        ours = {sku for (sku,) in inserted or ()}
+        for sku in ours:
+            row = missing[sku]
+            products[sku] = (row["id"], row["title"])
+        if len(ours) < len(missing):
+            products.update(self._load_products(sku for sku in missing if sku not in ours))
 
     def _insert_orders(
         self,
@@ -727,38 +775,55 @@ class _Batch:
         products: Mapping[str, tuple[uuid.UUID, str]],
     ) -> list[uuid.UUID]:
         now = utcnow()
-        ids = new_ids(len(new))
         n_lines = sum(len(self.orders[i].lines) for i in new)
         # COPY (PostgreSQL) takes ids as text: each id is turned into text once, and the
         # lines' ids are drawn as text. SQLAlchemy's inserts (SQLite) take UUID objects.
         value: Any = str if self.postgresql else _same
         line_ids = iter(new_id_texts(n_lines) if self.postgresql else new_ids(n_lines))
         org_id = value(self.org_id)
-        channel_ids = {cid: value(cid) for cid in set(self.channel_ids)}
+        channel_values = {key: value(cid) for key, cid in self.channel_uuids.items()}
+        # The orders are written in key order, so two imports of overlapping new orders
+        # wait for each other's rows in one order instead of deadlocking; their ids (time
+        # ordered, kit/db.new_ids) are drawn in that order, and the lines' in the order of
+        # their orders, so every index keyed by an id is filed at its right edge.
+        channel_names = {key: str(cid) for key, cid in self.channel_uuids.items()}
+        by_key = sorted(
+            range(len(new)),
+            key=lambda k: (
+                channel_names[self.channel_keys[new[k]]],
+                self.orders[new[k]].external_id,
+            ),
+        )
+        ids: list[uuid.UUID] = [_NO_ID] * len(new)
+        for k, drawn in zip(by_key, new_ids(len(new)), strict=True):
+            ids[k] = drawn
         buyer_ids: dict[BuyerKey, Any] = {}
         product_ids: dict[str, tuple[Any, str]] = {}
         minor = _minor
-        order_rows: list[tuple[Any, ...]] = []
         line_rows: list[tuple[Any, ...]] = []
-        states: list[tuple[uuid.UUID | str, JSONText]] = []
-        for i, order_uuid in zip(new, ids, strict=True):
-            data = self.orders[i]
-            key = self.buyer_keys[i]
-            buyer_id = written[key].id if key is not None else None
-            if key is None:
-                buyer_value = None
-            elif (buyer_value := buyer_ids.get(key)) is None:
-                buyer_value = buyer_ids[key] = value(buyer_id)
-            order_id = value(order_uuid)
-            ship_to_country = data.ship_to_country or buyer_country[i]
-            shipping = minor(data.shipping)
-            shipping_tax = minor(data.shipping_tax)
-            captured = minor(data.captured)
-            order_rows.append(
-                (
+        states: list[tuple[uuid.UUID | str, JSONText] | None] = [None] * len(new)
+
+        def order_rows() -> Iterator[tuple[Any, ...]]:
+            # Each order's row is sent (COPY) as soon as it is made, so PostgreSQL files
+            # the orders while their lines, events and the next rows are being made.
+            for k in by_key:
+                i, order_uuid = new[k], ids[k]
+                data = self.orders[i]
+                key = self.buyer_keys[i]
+                buyer_id = written[key].id if key is not None else None
+                if key is None:
+                    buyer_value = None
+                elif (buyer_value := buyer_ids.get(key)) is None:
+                    buyer_value = buyer_ids[key] = value(buyer_id)
+                order_id = value(order_uuid)
+                ship_to_country = data.ship_to_country or buyer_country[i]
+                shipping = minor(data.shipping)
+                shipping_tax = minor(data.shipping_tax)
+                captured = minor(data.captured)
+                yield (
                     order_id,
                     org_id,
-                    channel_ids[self.channel_ids[i]],
+                    channel_values[self.channel_keys[i]],
                     data.external_id,
                     buyer_value,
                     data.currency,
@@ -772,65 +837,67 @@ class _Batch:
                     now,
                     now,
                 )
-            )
-            lines: list[str] = []
-            for position, line in enumerate(data.lines):
-                product = product_ids.get(line.sku)
-                if product is None:
-                    stored_id, stored_title = products[line.sku]
-                    product = product_ids[line.sku] = (value(stored_id), stored_title)
-                product_id, title = product
-                unit_price, tax, discount = (
-                    minor(line.unit_price),
-                    minor(line.tax),
-                    minor(line.discount),
-                )
-                line_rows.append(
-                    (
-                        next(line_ids),
-                        org_id,
-                        order_id,
-                        position,
-                        line.external_id,
-                        product_id,
-                        line.sku,
-                        line.title or title,
-                        line.quantity,
-                        unit_price,
-                        tax,
-                        discount,
+                lines: list[str] = []
+                for position, line in enumerate(data.lines):
+                    product = product_ids.get(line.sku)
+                    if product is None:
+                        stored_id, stored_title = products[line.sku]
+                        product = product_ids[line.sku] = (value(stored_id), stored_title)
+                    product_id, title = product
+                    unit_price, tax, discount = (
+                        minor(line.unit_price),
+                        minor(line.tax),
+                        minor(line.discount),
                     )
+                    line_rows.append(
+                        (
+                            next(line_ids),
+                            org_id,
+                            order_id,
+                            position,
+                            line.external_id,
+                            product_id,
+                            line.sku,
+                            line.title or title,
+                            line.quantity,
+                            unit_price,
+                            tax,
+                            discount,
+                        )
+                    )
+                    lines.append(
+                        _line_json(
+                            discount, line.external_id, line.quantity, line.sku, tax, unit_price
+                        )
+                    )
+                state = _order_json(
+                    buyer_id,
+                    captured,
+                    data.currency,
+                    data.delivered_at,
+                    data.external_id,
+                    lines,
+                    data.ordered_at,
+                    data.payment_reference,
+                    ship_to_country,
+                    shipping,
+                    shipping_tax,
                 )
-                lines.append(
-                    _line_json(discount, line.external_id, line.quantity, line.sku, tax, unit_price)
-                )
-            state = _order_json(
-                buyer_id,
-                captured,
-                data.currency,
-                data.delivered_at,
-                data.external_id,
-                lines,
-                data.ordered_at,
-                data.payment_reference,
-                ship_to_country,
-                shipping,
-                shipping_tax,
-            )
-            states.append((order_id, state))  # its text on PostgreSQL
+                states[k] = (order_id, state)  # its text on PostgreSQL
+
+        _insert_tuples(self.session, _ORDERS, _ORDER_COLUMNS, order_rows())
         # The same order.created event upsert_order records, chained from GENESIS without
-        # a head lookup: each order id was drawn just now.
+        # a head lookup: each order id was drawn just now. Recorded in the batch's order.
         audit.record_created(
-            self.session, self.actor, subject_type="order", action="order.created", created=states
+            self.session,
+            self.actor,
+            subject_type="order",
+            action="order.created",
+            created=cast(list[tuple[uuid.UUID | str, JSONText]], states),
         )
-        # In key order, so two imports of overlapping new orders wait for each other's
-        # rows in one order instead of deadlocking.
-        channel_names = {channel_ids[cid]: str(cid) for cid in channel_ids}
-        order_rows.sort(key=lambda r: (channel_names[r[2]], r[3]))
-        _insert_tuples(self.session, _ORDERS, _ORDER_COLUMNS, order_rows)
-        # Lines by order: PostgreSQL checks each line's order (foreign key) and files it in
-        # the (order, line id) index in the order of those indexes, touching each page once.
-        line_rows.sort(key=lambda r: str(r[2]))  # a uuid's text sorts as its bytes
+        # Lines by order, as their ids were drawn: PostgreSQL checks each line's order
+        # (foreign key) and files it in the (order, line id) index in the order of those
+        # indexes, touching each page once.
         _insert_tuples(self.session, _LINES, _LINE_COLUMNS, line_rows)
         return ids
 

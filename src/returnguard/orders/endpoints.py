@@ -1,16 +1,20 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 from sqlalchemy.orm import Session
 
 from returnguard.auth.permissions import Permission
 from returnguard.auth.service import Actor
+from returnguard.errors import InvalidInput, NotFound
 from returnguard.kit.deps import Reader, SessionDep, require
+from returnguard.kit.pagination import decode_cursor, encode_cursor
 from returnguard.kit.problem import problem_responses
-from returnguard.kit.schemas import MoneyOut
+from returnguard.kit.schemas import IsoDay, MoneyOut
 from returnguard.orders import repository as repo
 from returnguard.orders import service
 from returnguard.orders.models import Buyer, Channel, Order, Product
@@ -21,6 +25,7 @@ from returnguard.orders.schemas import (
     OrderIn,
     OrderLineOut,
     OrderOut,
+    OrderPage,
     ProductIn,
     ProductOut,
 )
@@ -35,10 +40,33 @@ def order_out(session: Session, order: Order) -> OrderOut:
     channel = session.get(Channel, order.channel_id)
     buyer = session.get(Buyer, order.buyer_id) if order.buyer_id else None
     claimed = returns_repo.claimed_quantities(session, [ln.id for ln in order.lines])
+    return _order_out(order, channel.code if channel else "", buyer, claimed)
+
+
+def orders_out(session: Session, orders: Sequence[Order]) -> list[OrderOut]:
+    """The API views of many orders with a fixed number of queries, whatever their
+    number: channel codes, buyers and units claimed by returns, each for all at once."""
+    codes = repo.channel_codes(session, (o.channel_id for o in orders))
+    buyers = repo.buyers_by_id(session, (o.buyer_id for o in orders if o.buyer_id))
+    claimed = returns_repo.claimed_quantities(session, [ln.id for o in orders for ln in o.lines])
+    return [
+        _order_out(
+            o,
+            codes.get(o.channel_id, ""),
+            buyers.get(o.buyer_id) if o.buyer_id else None,
+            claimed,
+        )
+        for o in orders
+    ]
+
+
+def _order_out(
+    order: Order, channel_code: str, buyer: Buyer | None, claimed: dict[uuid.UUID, int]
+) -> OrderOut:
     cur = order.currency
     return OrderOut(
         id=order.id,
-        channel=channel.code if channel else "",
+        channel=channel_code,
         external_id=order.external_id,
         currency=cur,
         ordered_at=order.ordered_at,
@@ -158,3 +186,108 @@ def upsert_order(body: OrderIn, session: SessionDep, actor: Writer, response: Re
 @router.get("/orders/{order_id}", response_model=OrderOut, responses=problem_responses(401, 404))
 def get_order(order_id: uuid.UUID, session: SessionDep, actor: Reader) -> OrderOut:
     return order_out(session, service.get_order(session, actor.organization_id, order_id))
+
+
+ChannelCode = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
+        description="Code of one of your channels",
+    ),
+]
+
+
+def _day_start(day: IsoDay) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def _channel_filter(
+    session: Session, actor: Actor, code: str | None, channel_id: uuid.UUID | None
+) -> uuid.UUID | None:
+    """The channel the list is filtered by, from its code and/or id (both: the same one)."""
+    found_id = None
+    if code:
+        found = repo.channel_by_code(session, actor.organization_id, code)
+        if found is None:
+            # A filter value, not the resource: 422 naming it, as GET /returns does.
+            raise service.UnknownChannel.field("channel", f"no channel with code {code!r}")
+        found_id = found.id
+    if channel_id is not None:
+        if repo.channel(session, actor.organization_id, channel_id) is None:
+            raise service.UnknownChannel.field("channel_id", f"no channel with id {channel_id}")
+        if found_id is not None and found_id != channel_id:
+            raise InvalidInput.field("channel_id", f"is not the id of channel {code!r}")
+        found_id = channel_id
+    return found_id
+
+
+@router.get("/orders", response_model=OrderPage, responses=problem_responses(401, 422))
+def list_orders(
+    session: SessionDep,
+    actor: Reader,
+    channel: ChannelCode = None,
+    channel_id: Annotated[uuid.UUID | None, Query(description="Id of one of your channels")] = None,
+    external_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=128,
+            description="The marketplace's order id, exactly; unique per channel, so "
+            "without `channel` it may match one order on each of several channels",
+        ),
+    ] = None,
+    buyer_email: Annotated[
+        str | None,
+        Query(min_length=1, max_length=320, description="Exact match, case-insensitive"),
+    ] = None,
+    ordered_from: Annotated[
+        IsoDay | None, Query(description="Ordered on or after this day (UTC)")
+    ] = None,
+    ordered_to: Annotated[
+        IsoDay | None, Query(description="Ordered on or before this day (UTC, inclusive)")
+    ] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> OrderPage:
+    """List orders, newest first, by channel, marketplace order id, buyer email or the
+    day they were ordered (UTC days, both ends included)."""
+    if ordered_from is not None and ordered_to is not None and ordered_from > ordered_to:
+        raise InvalidInput.field("ordered_to", f"{ordered_to} is before ordered_from")
+    channel_filter = _channel_filter(session, actor, channel, channel_id)
+    rows = repo.list_orders(
+        session,
+        actor.organization_id,
+        channel_id=channel_filter,
+        external_id=external_id,
+        buyer_email=buyer_email,
+        ordered_from=_day_start(ordered_from) if ordered_from else None,
+        ordered_before=_day_start(ordered_to) + timedelta(days=1) if ordered_to else None,
+        after=decode_cursor(cursor) if cursor else None,
+        limit=limit + 1,
+    )
+    page = rows[:limit]
+    return OrderPage(
+        items=orders_out(session, page),
+        next_cursor=encode_cursor(page[-1].ordered_at, page[-1].id) if len(rows) > limit else None,
+    )
+
+
+@router.get(
+    "/channels/{code}/orders/{external_id}",
+    response_model=OrderOut,
+    responses=problem_responses(401, 404),
+)
+def get_order_by_external_id(
+    code: Annotated[str, Path(max_length=64, description="Code of one of your channels")],
+    external_id: Annotated[str, Path(max_length=128, description="The marketplace's order id")],
+    session: SessionDep,
+    actor: Reader,
+) -> OrderOut:
+    """The order a channel knows by this id (the `external_id` it was sent with)."""
+    found = repo.channel_by_code(session, actor.organization_id, code)
+    order = repo.order_by_external_id(session, found.id, external_id) if found else None
+    if order is None:
+        raise NotFound(f"no order {external_id!r} on channel {code!r}")
+    return order_out(session, order)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.expression import false
@@ -86,6 +87,9 @@ class Buyer(Base):
             "created_at",
             "id",
         ),
+        # The order list's buyer_email filter: emails are kept as sent and compared
+        # case-insensitively (migration 0015).
+        Index("ix_buyers_org_email_lower", "organization_id", text("lower(email)")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -114,6 +118,8 @@ class Order(Base):
         # A buyer's orders by date: the policy's first-time-buyer fact, the buyer's history
         # (migration 0011).
         Index("ix_orders_buyer_ordered", "buyer_id", "ordered_at"),
+        # The order list by channel, newest first in its keyset order (migration 0015).
+        Index("ix_orders_channel_ordered", "channel_id", "ordered_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from returnguard.orders.models import Buyer, Channel, Order, OrderLine, Product
@@ -91,3 +92,80 @@ def line_skus(session: Session, order_line_ids: Iterable[uuid.UUID]) -> dict[uui
         return {}
     rows = session.execute(select(OrderLine.id, OrderLine.sku).where(OrderLine.id.in_(ids)))
     return {line_id: sku for line_id, sku in rows}
+
+
+def list_orders(
+    session: Session,
+    organization_id: uuid.UUID,
+    *,
+    channel_id: uuid.UUID | None = None,
+    external_id: str | None = None,
+    buyer_email: str | None = None,
+    ordered_from: datetime | None = None,
+    ordered_before: datetime | None = None,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = 50,
+) -> list[Order]:
+    """Newest first by (ordered_at, id), lines loaded in one query for the page;
+    ``after`` is the pair of the last order seen, ``ordered_before`` is exclusive.
+
+    Each filter reads an index: the organization's orders by date
+    (ix_orders_org_ordered_at), a channel's (ix_orders_channel_ordered), the unique key
+    on (channel_id, external_id) probed once per channel of the organization, or the
+    buyers with the email (ix_buyers_org_email_lower) and their orders
+    (ix_orders_buyer_ordered)."""
+    where = [Order.organization_id == organization_id]
+    if channel_id is not None:
+        where.append(Order.channel_id == channel_id)
+    elif external_id is not None:
+        # External ids are unique per channel, not per organization: naming the
+        # organization's channels lets the unique key answer without its first column.
+        where.append(
+            Order.channel_id.in_(
+                select(Channel.id).where(Channel.organization_id == organization_id)
+            )
+        )
+    if external_id is not None:
+        where.append(Order.external_id == external_id)
+    if buyer_email is not None:
+        # Emails are stored as the channel sent them; the buyer list compares them the
+        # same way (orders/buyers.py).
+        where.append(
+            Order.buyer_id.in_(
+                select(Buyer.id).where(
+                    Buyer.organization_id == organization_id,
+                    func.lower(Buyer.email) == buyer_email.lower(),
+                )
+            )
+        )
+    if ordered_from is not None:
+        where.append(Order.ordered_at >= ordered_from)
+    if ordered_before is not None:
+        where.append(Order.ordered_at < ordered_before)
+    if after is not None:
+        at, oid = after
+        # The first term bounds the index range; the second skips the ties already seen.
+        where.append(Order.ordered_at <= at)
+        where.append(or_(Order.ordered_at < at, Order.id < oid))
+    stmt = (
+        select(Order)
+        .where(*where)
+        .options(selectinload(Order.lines))
+        .order_by(Order.ordered_at.desc(), Order.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def channel(session: Session, organization_id: uuid.UUID, channel_id: uuid.UUID) -> Channel | None:
+    return session.scalar(
+        select(Channel).where(Channel.id == channel_id, Channel.organization_id == organization_id)
+    )
+
+
+def buyers_by_id(session: Session, buyer_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Buyer]:
+    """Many buyers in one query (a page of orders shows them)."""
+    ids = list(set(buyer_ids))
+    if not ids:
+        return {}
+    return {b.id: b for b in session.scalars(select(Buyer).where(Buyer.id.in_(ids)))}

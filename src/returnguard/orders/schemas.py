@@ -204,3 +204,8 @@ class OrderOut(OutModel):
     lines: list[OrderLineOut]
     created_at: datetime
     updated_at: datetime
+
+
+class OrderPage(OutModel):
+    items: list[OrderOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page")

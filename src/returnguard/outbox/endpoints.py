@@ -13,6 +13,7 @@ from returnguard.errors import InvalidInput
 from returnguard.kit.deps import EgressDep, SessionDep, require
 from returnguard.kit.problem import problem_responses
 from returnguard.kit.schemas import OutModel, StrictModel
+from returnguard.kit.secrets import KeyringDep
 from returnguard.outbox import service
 from returnguard.outbox.service import EVENT_TYPES
 
@@ -68,21 +69,24 @@ class DeliveryOut(OutModel):
     "/endpoints",
     status_code=status.HTTP_201_CREATED,
     response_model=EndpointCreated,
-    responses=problem_responses(401, 403, 422),
+    responses=problem_responses(401, 403, 422, 503),
 )
 def create_endpoint(
-    body: EndpointIn, session: SessionDep, actor: Admin, egress: EgressDep
+    body: EndpointIn, session: SessionDep, actor: Admin, egress: EgressDep, keyring: KeyringDep
 ) -> EndpointCreated:
-    """Register a URL to receive signed webhook events (`ReturnGuard-Signature` header)."""
-    endpoint = service.create_endpoint(
+    """Register a URL to receive signed webhook events (`ReturnGuard-Signature` header).
+    The signing secret is in this answer only; it is stored encrypted (503
+    `secret_key_missing` when the server has no key to encrypt it with)."""
+    endpoint, secret = service.create_endpoint(
         session,
         actor,
         url=body.url,
         event_types=body.event_types,
         description=body.description,
         egress=egress,
+        keyring=keyring,
     )
-    return EndpointCreated.model_validate(endpoint)
+    return EndpointCreated(**EndpointOut.model_validate(endpoint).model_dump(), secret=secret)
 
 
 @router.get("/endpoints", response_model=list[EndpointOut], responses=problem_responses(401, 403))

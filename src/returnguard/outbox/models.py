@@ -41,8 +41,10 @@ class WebhookEndpoint(Base):
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
     url: Mapped[str] = mapped_column(String(2000))
-    # Needed in clear to sign each delivery; shown once at creation like an API key.
-    secret: Mapped[str] = mapped_column(String(128))
+    # The signing secret, sealed (kit/secrets.py: `v1:<key id>:…`, bound to this row;
+    # `plain:…` from before migration 0013): open it with `outbox.service.endpoint_secret`.
+    # Shown in clear once, in the answer that created the endpoint, like an API key.
+    secret: Mapped[str] = mapped_column(Text)
     event_types: Mapped[list[Any]] = mapped_column()
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     description: Mapped[str] = mapped_column(String(500), default="")

@@ -20,8 +20,9 @@ from returnguard.audit import service as audit
 from returnguard.audit.service import jsonable
 from returnguard.auth.actor import Actor
 from returnguard.errors import InvalidInput, NotFound
-from returnguard.kit.db import utcnow
+from returnguard.kit.db import new_id, utcnow
 from returnguard.kit.egress import Egress
+from returnguard.kit.secrets import Keyring, Place, StoredSecrets, default_keyring
 from returnguard.outbox.models import OutboxMessage, WebhookDelivery, WebhookEndpoint
 
 WEBHOOK_TOPIC = "webhook.deliver"
@@ -161,15 +162,21 @@ def create_endpoint(
     event_types: list[str],
     description: str = "",
     egress: Egress,
-) -> WebhookEndpoint:
-    """Register a webhook endpoint; its URL must lead to an address we may call."""
+    keyring: Keyring | None = None,
+) -> tuple[WebhookEndpoint, str]:
+    """Register a webhook endpoint; its URL must lead to an address we may call. Returns
+    the endpoint and its signing secret, which is stored only sealed (``keyring``; by
+    default the environment's settings)."""
+    keyring = keyring or default_keyring(str(session.get_bind().engine.url))
     endpoint = WebhookEndpoint(
+        id=new_id(),
         organization_id=actor.organization_id,
         url=_check_url(url, egress),
-        secret="whsec_" + secrets.token_urlsafe(32),
         event_types=_check_event_types(event_types),
         description=description,
     )
+    plain = "whsec_" + secrets.token_urlsafe(32)
+    endpoint.secret = keyring.seal(plain, secret_place(endpoint))
     session.add(endpoint)
     session.flush()
     audit.record(
@@ -184,7 +191,21 @@ def create_endpoint(
             "description": endpoint.description,
         },
     )
-    return endpoint
+    return endpoint, plain
+
+
+# What `returnguard secrets rotate` re-encrypts here.
+STORED_SECRETS = StoredSecrets("webhook endpoint secrets", "webhook_endpoints", "secret")
+
+
+def secret_place(endpoint: WebhookEndpoint) -> Place:
+    """Where an endpoint's sealed secret belongs: it opens on this row only."""
+    return STORED_SECRETS.place(endpoint.organization_id, endpoint.id)
+
+
+def endpoint_secret(keyring: Keyring, endpoint: WebhookEndpoint) -> str:
+    """The endpoint's signing secret in clear, or SecretUnreadable naming the row."""
+    return keyring.open(endpoint.secret, secret_place(endpoint))
 
 
 def _endpoint_state(endpoint: WebhookEndpoint) -> dict[str, Any]:

@@ -96,3 +96,6 @@ class Evidence(Base):
     text: Mapped[str | None] = mapped_column(Text, nullable=True)
     uploaded_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # buyer | agent | inspector | carrier (returns/evidence.py SOURCES; a CHECK in 0016).
+    # The row is immutable once attached, but for its filename (triggers in 0016).
+    source: Mapped[str] = mapped_column(String(16), default="agent", server_default="agent")

@@ -3,6 +3,7 @@ uses which, and the organization's four-eyes rule."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -14,7 +15,15 @@ from returnguard.audit import service as audit
 from returnguard.auth.actor import Actor
 from returnguard.auth.models import Organization
 from returnguard.errors import Conflict, InvalidInput, NotFound
+from returnguard.kit.db import new_id
 from returnguard.kit.egress import Egress
+from returnguard.kit.secrets import (
+    Keyring,
+    Place,
+    SecretUnreadable,
+    StoredSecrets,
+    default_keyring,
+)
 from returnguard.orders.models import Channel
 from returnguard.refunds.models import RefundProvider
 from returnguard.refunds.providers import check_config
@@ -29,19 +38,24 @@ def create_provider(
     settings: dict[str, Any],
     credentials: dict[str, Any],
     egress: Egress,
+    keyring: Keyring | None = None,
 ) -> RefundProvider:
-    """Connect a payment account; a ``base_url`` must lead to an address we may call."""
+    """Connect a payment account; a ``base_url`` must lead to an address we may call.
+    The credentials are stored sealed (``keyring``; by default the environment's)."""
     if name == "manual":
         raise InvalidInput.field("name", "'manual' is the built-in manual provider")
     clean, secrets = check_config(kind, settings, credentials)
     if "base_url" in clean:
         egress.check_url(clean["base_url"], "settings.base_url")
     provider = RefundProvider(
+        id=new_id(),
         organization_id=actor.organization_id,
         name=name,
         kind=kind,
         settings=clean,
-        credentials=secrets,
+    )
+    provider.credentials = seal_credentials(
+        keyring or default_keyring(str(session.get_bind().engine.url)), provider, secrets
     )
     try:
         with session.begin_nested():
@@ -58,6 +72,41 @@ def create_provider(
         after={"name": name, "kind": kind, "settings": clean},
     )
     return provider
+
+
+# What `returnguard secrets rotate` re-encrypts here.
+STORED_CREDENTIALS = StoredSecrets("refund provider credentials", "refund_providers", "credentials")
+
+
+def credentials_place(provider: RefundProvider) -> Place:
+    """Where a provider's sealed credentials belong: they open on this row only."""
+    return STORED_CREDENTIALS.place(provider.organization_id, provider.id)
+
+
+def seal_credentials(keyring: Keyring, provider: RefundProvider, secrets: dict[str, str]) -> str:
+    """The credentials as stored: sealed JSON; none (a manual account) as an empty text,
+    so a manual account needs no key."""
+    if not secrets:
+        return ""
+    return keyring.seal(json.dumps(secrets, sort_keys=True), credentials_place(provider))
+
+
+def credentials_of(keyring: Keyring, provider: RefundProvider) -> dict[str, str]:
+    """The provider's credentials in clear, or SecretUnreadable naming the row."""
+    place = credentials_place(provider)
+    if provider.credentials == "":
+        if provider.kind == "manual":
+            return {}
+        raise SecretUnreadable(f"{place}: no credentials stored for a {provider.kind} account")
+    try:
+        opened = json.loads(keyring.open(provider.credentials, place))
+    except ValueError as exc:
+        if isinstance(exc, SecretUnreadable):
+            raise
+        opened = None
+    if not isinstance(opened, dict):
+        raise SecretUnreadable(f"{place}: not a set of credentials")
+    return {str(k): str(v) for k, v in opened.items()}
 
 
 def list_providers(session: Session, organization_id: uuid.UUID) -> list[RefundProvider]:

@@ -12,6 +12,7 @@ from returnguard.errors import InvalidInput
 from returnguard.kit.deps import EgressDep, Reader, SessionDep, require
 from returnguard.kit.problem import problem_responses
 from returnguard.kit.schemas import MoneyOut
+from returnguard.kit.secrets import KeyringDep
 from returnguard.refunds import accounts, service
 from returnguard.refunds.models import Refund, RefundProvider
 from returnguard.refunds.schemas import (
@@ -169,13 +170,18 @@ def provider_out(p: RefundProvider) -> ProviderOut:
     "/refund-providers",
     response_model=ProviderOut,
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(401, 403, 409, 422),
+    responses=problem_responses(401, 403, 409, 422, 503),
 )
 def create_provider(
-    body: ProviderIn, session: SessionDep, actor: Configurer, egress: EgressDep
+    body: ProviderIn,
+    session: SessionDep,
+    actor: Configurer,
+    egress: EgressDep,
+    keyring: KeyringDep,
 ) -> ProviderOut:
     """Connect a payment account refunds are paid through: `shopify`, `stripe`, `paypal`
-    or a named `manual` one. Credentials are stored and never shown again."""
+    or a named `manual` one. Credentials are stored encrypted and never shown again (503
+    `secret_key_missing` when the server has no key to encrypt them with)."""
     return provider_out(
         accounts.create_provider(
             session,
@@ -185,6 +191,7 @@ def create_provider(
             settings=body.settings,
             credentials=body.credentials,
             egress=egress,
+            keyring=keyring,
         )
     )
 

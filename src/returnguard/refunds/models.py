@@ -29,7 +29,8 @@ class RefundProvider(Base):
     """A payment account refunds are paid out through: manual, Shopify, Stripe or PayPal.
 
     ``settings`` holds what is not secret (shop domain, API base URL and version);
-    ``credentials`` the token or keys, never shown again after they are saved.
+    ``credentials`` the token or keys as JSON, sealed (kit/secrets.py, bound to this row;
+    open with `refunds.accounts.credentials_of`), never shown again after they are saved.
     """
 
     __tablename__ = "refund_providers"
@@ -42,7 +43,7 @@ class RefundProvider(Base):
     name: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(16))
     settings: Mapped[dict[str, Any]] = mapped_column()
-    credentials: Mapped[dict[str, Any]] = mapped_column()
+    credentials: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -113,7 +113,7 @@ class ProviderIn(StrictModel):
     credentials: dict[str, Any] = Field(
         default_factory=dict,
         description="shopify: access_token; stripe: api_key; paypal: client_id, "
-        "client_secret. Stored, never shown again",
+        "client_secret. Stored encrypted, never shown again",
     )
 
 

@@ -15,19 +15,29 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from returnguard.auth.actor import Actor
 from returnguard.kit.db import Database, utcnow
+from returnguard.kit.secrets import (
+    Keyring,
+    SecretUnreadable,
+    default_keyring,
+    key_id_of,
+    keyring_for,
+    warn_if_unsealed,
+)
 from returnguard.orders.models import Order, OrderLine
 from returnguard.outbox.handlers import Handler, HandlerContext, Handlers, Outcome
 from returnguard.outbox.models import OutboxMessage
 from returnguard.refunds import service
+from returnguard.refunds.accounts import credentials_of
 from returnguard.refunds.models import FAILED, PENDING, SUCCEEDED, Refund, RefundProvider
 from returnguard.refunds.providers import adapter_for
 from returnguard.refunds.providers.base import (
@@ -57,12 +67,14 @@ class _Job:
     organization_id: uuid.UUID
     kind: str
     settings: dict[str, Any]
-    credentials: dict[str, Any]
+    credentials: dict[str, Any] = field(repr=False)  # opened: never in a log line
     request: RefundRequest
     reference: str | None
 
 
-def _job(session: Any, refund: Refund) -> _Job | None:
+def _job(session: Any, refund: Refund, keyring: Keyring) -> _Job | None:
+    """What sending or looking up ``refund`` needs, the credentials opened (raises
+    SecretUnreadable when they do not open)."""
     provider = session.get(RefundProvider, refund.provider_id) if refund.provider_id else None
     order = session.get(Order, refund.order_id)
     if provider is None or order is None or not order.payment_reference:
@@ -89,7 +101,7 @@ def _job(session: Any, refund: Refund) -> _Job | None:
         refund.organization_id,
         provider.kind,
         dict(provider.settings),
-        dict(provider.credentials),
+        credentials_of(keyring, provider),
         request,
         refund.provider_reference,
     )
@@ -101,13 +113,29 @@ def register(handlers: Handlers) -> None:
 
 
 def _sender(context: HandlerContext) -> Handler:
-    return RefundSender(context.db, context.http).handle
+    keyring = keyring_for(context.settings, context.db.url)
+    try:
+        _check_secrets(context.db, keyring)
+    except SQLAlchemyError as exc:  # only a warning: the worker starts all the same
+        log.warning("could not check stored secrets: %s", type(exc).__name__)
+    return RefundSender(context.db, context.http, keyring).handle
+
+
+def _check_secrets(db: Database, keyring: Keyring) -> None:
+    """At worker start: warn about credentials left in plain text or under a missing key."""
+    with db.session(read_only=True) as session:
+        stored = session.scalars(
+            select(RefundProvider.credentials).where(RefundProvider.credentials != "")
+        )
+        found = [key_id_of(c) for c in stored]
+    warn_if_unsealed("refund provider credential set(s)", found, keyring)
 
 
 class RefundSender:
-    def __init__(self, db: Database, http: httpx.Client) -> None:
+    def __init__(self, db: Database, http: httpx.Client, keyring: Keyring | None = None) -> None:
         self.db = db
         self.http = http
+        self.keyring = keyring or default_keyring(db.url)
 
     def adapter(self, job: _Job) -> RefundAdapter:
         return adapter_for(job.kind, job.settings, job.credentials, self.http)
@@ -120,7 +148,17 @@ class RefundSender:
                 return Outcome(False, f"refund {refund_id} not found", retry=False)
             if refund.status != PENDING:
                 return Outcome(True)  # already settled (by an earlier attempt or reconcile)
-            job = _job(session, refund)
+            unreadable: ProviderError | None = None
+            try:
+                job = _job(session, refund, self.keyring)
+            except SecretUnreadable as exc:
+                unreadable = ProviderError(f"provider credentials unreadable: {exc}")
+        if unreadable is not None:
+            # Nothing is sent: the refund stays pending, says why, and is tried again (a
+            # missing key, once configured, lets it through).
+            log.error("refund %s not sent: %s", refund_id, unreadable)
+            self._note_error(refund_id, unreadable)
+            return Outcome(False, str(unreadable))
         if job is None:
             return Outcome(False, "the refund's provider or payment is gone", retry=False)
         adapter = self.adapter(job)
@@ -219,6 +257,7 @@ def reconcile(
     since: timedelta = timedelta(days=30),
     apply: bool = False,
     in_flight: timedelta = timedelta(minutes=10),
+    keyring: Keyring | None = None,
 ) -> tuple[int, list[Mismatch]]:
     """Compare every provider refund sent since ``since`` with the provider; returns how
     many were checked and the mismatches. With ``apply``, a pending refund takes the
@@ -234,12 +273,28 @@ def reconcile(
         if organization_id is not None:
             stmt = stmt.where(Refund.organization_id == organization_id)
         jobs = []
+        sender = RefundSender(db, http, keyring)
+        mismatches: list[Mismatch] = []
+        unreadable = 0
         for refund in session.scalars(stmt.order_by(Refund.created_at)):
-            job = _job(session, refund)
+            try:
+                job = _job(session, refund, sender.keyring)
+            except SecretUnreadable as exc:
+                mismatches.append(
+                    Mismatch(
+                        refund.id,
+                        refund.organization_id,
+                        refund.provider,
+                        refund.status,
+                        "unknown",
+                        refund.provider_reference,
+                        f"could not ask the provider: {exc}",
+                    )
+                )
+                unreadable += 1
+                continue
             if job is not None:
                 jobs.append((job, refund.status, refund.sent_at))
-    sender = RefundSender(db, http)
-    mismatches: list[Mismatch] = []
     for job, ours, sent_at in jobs:
         try:
             found = sender.adapter(job).lookup(job.request, job.reference)
@@ -276,7 +331,7 @@ def reconcile(
                 fixed,
             )
         )
-    return len(jobs), mismatches
+    return len(jobs) + unreadable, mismatches
 
 
 def _requeue(session: Any, refund: Refund) -> None:

@@ -1,10 +1,24 @@
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Sequence
-from typing import Annotated
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any, BinaryIO
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    Header,
+    Path,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+    status,
+)
+from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from returnguard.audit import service as audit
@@ -13,11 +27,11 @@ from returnguard.auth.service import Actor
 from returnguard.domain.reasons import ReasonCode
 from returnguard.domain.returns import ReturnAction, ReturnStatus
 from returnguard.errors import InvalidInput, NotFound
+from returnguard.kit import storage
 from returnguard.kit.deps import Reader, SessionDep, require
 from returnguard.kit.pagination import decode_cursor, encode_cursor
 from returnguard.kit.problem import problem_responses
 from returnguard.kit.schemas import NUL, AwareTimestamp, MoneyOut, PlainText
-from returnguard.kit.storage import FileStore
 from returnguard.orders import repository as orders_repo
 from returnguard.policies import service as policies
 from returnguard.policies.models import Policy, PolicyVersion
@@ -55,6 +69,8 @@ Receiver = Annotated[Actor, Depends(require(Permission.RETURNS_RECEIVE))]
 Inspector = Annotated[Actor, Depends(require(Permission.RETURNS_INSPECT))]
 
 TRANSITION_ERRORS = problem_responses(401, 403, 404, 409, 422)
+
+log = logging.getLogger(__name__)
 
 
 def _shipment_out(s: Shipment) -> ShipmentOut:
@@ -219,7 +235,7 @@ def add_evidence(
             evidence.Upload(f.filename or "upload", f.content_type or "", f.file) for f in files
         ],
         text=text,
-        store=FileStore(settings.storage_dir),
+        store=storage.from_settings(settings),
         max_bytes=settings.max_upload_bytes,
     )
     if added.new and ret.status == ReturnStatus.AWAITING_EVIDENCE.value:
@@ -235,6 +251,73 @@ def list_evidence(return_id: uuid.UUID, session: SessionDep, actor: Reader) -> l
     return [EvidenceOut.model_validate(e) for e in evidence.list_evidence(session, return_id)]
 
 
+_CHUNK = 256 * 1024
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+def _chunks(stream: BinaryIO) -> Iterator[bytes]:
+    with stream:
+        while chunk := stream.read(_CHUNK):
+            yield chunk
+
+
+def _etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 If-None-Match: weak comparison, `*` matches any stored file."""
+    if not if_none_match:
+        return False
+    tags = [t.strip() for t in if_none_match.split(",")]
+    return "*" in tags or etag in {t.removeprefix("W/") for t in tags}
+
+
+@router.get(
+    "/{return_id}/evidence/{evidence_id}/content",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The stored file, as an attachment, with the content type its "
+            "bytes were recognised as when it was uploaded",
+            "content": {kind: _BINARY for kind in evidence.EXTENSIONS},
+        },
+        304: {"description": "Not modified: `If-None-Match` names the file's ETag"},
+        **problem_responses(401, 404),
+    },
+)
+def download_evidence(
+    return_id: uuid.UUID,
+    evidence_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    actor: Reader,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Download an evidence file: streamed from storage as an attachment (never shown
+    inline), `Content-Type` as detected from its content, ETag from its SHA-256."""
+    service.get_return(session, actor.organization_id, return_id)
+    found = evidence.get_evidence(session, actor.organization_id, return_id, evidence_id)
+    if found is None:
+        raise NotFound(f"evidence {evidence_id} not found on return {return_id}")
+    if not found.storage_key or not found.content_type:
+        raise NotFound(f"evidence {evidence_id} is a text, not a file; it is in `text`")
+    headers: dict[str, Any] = {
+        "Cache-Control": "private",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if found.sha256:
+        headers["ETag"] = f'"{found.sha256}"'
+        if _etag_matches(if_none_match, headers["ETag"]):
+            return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    store = storage.from_settings(request.app.state.settings)
+    try:
+        blob = store.open(found.storage_key)
+    except (OSError, ValueError):
+        log.error("evidence %s: stored file %s is missing", found.id, found.storage_key)
+        raise NotFound(f"the file of evidence {evidence_id} is missing from storage") from None
+    name = evidence.download_name(found.filename, found.content_type)
+    headers["Content-Disposition"] = evidence.content_disposition(name)
+    headers["Content-Length"] = str(blob.size)
+    return StreamingResponse(_chunks(blob.stream), media_type=found.content_type, headers=headers)
+
+
 @router.get("", response_model=ReturnPage, responses=problem_responses(401, 422))
 def list_returns(
     session: SessionDep,
@@ -244,12 +327,21 @@ def list_returns(
     channel: Annotated[
         str | None, Query(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")
     ] = None,
+    rma: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=32,
+            description="The return's RMA number (`number`), case-insensitive",
+        ),
+    ] = None,
     requested_from: AwareTimestamp | None = None,
     requested_to: AwareTimestamp | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ReturnPage:
-    """List returns, newest first, filtered by status, order, channel or request date."""
+    """List returns, newest first, filtered by status, order, channel, RMA number or
+    request date."""
     channel_id = None
     if channel:
         from returnguard.orders.service import UnknownChannel
@@ -265,6 +357,7 @@ def list_returns(
         statuses=[s.value for s in status_ or []],
         order_id=order_id,
         channel_id=channel_id,
+        number=rma.upper() if rma is not None else None,
         requested_from=requested_from,
         requested_to=requested_to,
         after=decode_cursor(cursor) if cursor else None,
@@ -277,6 +370,19 @@ def list_returns(
         if len(rows) > limit
         else None,
     )
+
+
+@router.get("/by-rma/{rma}", response_model=ReturnOut, responses=problem_responses(401, 404))
+def get_return_by_rma(
+    rma: Annotated[str, Path(max_length=32, description="The RMA number, case-insensitive")],
+    session: SessionDep,
+    actor: Reader,
+) -> ReturnOut:
+    """The return with this RMA number (its `number`, e.g. `RMA-7KQ2M9XP`)."""
+    ret = repo.by_number(session, actor.organization_id, rma.upper())
+    if ret is None:
+        raise NotFound(f"no return {rma!r}")
+    return return_out(session, ret)
 
 
 @router.get("/{return_id}", response_model=ReturnOut, responses=problem_responses(401, 404))

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import unicodedata
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import BinaryIO
+from urllib.parse import quote
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,11 +21,14 @@ from returnguard.auth.actor import Actor
 from returnguard.domain.returns import TERMINAL, ReturnStatus
 from returnguard.errors import Conflict, InvalidInput
 from returnguard.kit import media
-from returnguard.kit.storage import FileStore
+from returnguard.kit.db import utcnow
+from returnguard.kit.storage import Store
 from returnguard.policies.models import Evidence
 from returnguard.returns.models import Return
 
 MAX_FILES = 20
+# Who a file came from (return_evidence.source; a CHECK in migration 0016 keeps to these).
+SOURCES = ("buyer", "agent", "inspector", "carrier")
 
 
 class EvidenceClosed(Conflict):
@@ -67,11 +75,17 @@ def add_evidence(
     *,
     uploads: list[Upload],
     text: str | None,
-    store: FileStore,
+    store: Store,
     max_bytes: int,
+    source: str | None = None,
 ) -> Added:
     """Keep files and text as evidence; nothing is kept if one file is refused, and a file
-    whose bytes (SHA-256) are already on the return is not kept again."""
+    whose bytes (SHA-256) are already on the return is not kept again; ``source`` is by
+    default the actor's (inspector, else agent)."""
+    if source is None:
+        source = "inspector" if actor.role == "inspector" else "agent"
+    if source not in SOURCES:
+        raise InvalidInput.field("source", f"must be one of {', '.join(SOURCES)}")
     if ReturnStatus(ret.status) in TERMINAL:
         raise EvidenceClosed(f"the return is {ret.status}; no more evidence is taken")
     if not uploads and not (text and text.strip()):
@@ -91,10 +105,10 @@ def add_evidence(
     for i, (upload, body, found) in enumerate(checked):
         body.seek(0)
         try:
-            key, size = store.put(body, max_bytes=max_bytes)
+            kept_file = store.put(body, max_bytes=max_bytes)
         except ValueError as exc:
             raise InvalidInput.field(f"files.{i}", f"{upload.filename!r}: {exc}") from None
-        stored.append((upload, found, key, size))
+        stored.append((upload, found, kept_file.key, kept_file.size))
     by_hash: dict[str, Evidence] = {}
     if stored:
         for earlier in session.scalars(
@@ -121,6 +135,7 @@ def add_evidence(
                 sha256=key,
                 storage_key=key,
                 uploaded_by=actor.label,
+                source=source,
             )
             by_hash[key] = kept
             new.append(kept)
@@ -133,6 +148,7 @@ def add_evidence(
             text=text.strip(),
             size=len(text.encode()),
             uploaded_by=actor.label,
+            source=source,
         )
         new.append(written)
         shown.append(written)
@@ -152,6 +168,106 @@ def add_evidence(
     return Added(shown, new)
 
 
+_SWEEP_BATCH = 500
+
+
+def _batches(keys: Iterator[str]) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) == _SWEEP_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def orphans(
+    session: Session, store: Store, *, older_than: timedelta, now: datetime | None = None
+) -> list[str]:
+    """Stored files that no evidence row (of any organization: the store is shared and
+    content-addressed) names and that were written before ``now - older_than``. Younger
+    files are left out: their upload may not have committed yet."""
+    cutoff = (now or utcnow()) - older_than
+    old = (key for key, written in store.iter_keys() if written < cutoff)
+    found: list[str] = []
+    for batch in _batches(old):
+        named = set(
+            session.scalars(select(Evidence.storage_key).where(Evidence.storage_key.in_(batch)))
+        )
+        found.extend(key for key in batch if key not in named)
+    return found
+
+
+def sweep_orphans(
+    session: Session, store: Store, *, older_than: timedelta, now: datetime | None = None
+) -> list[str]:
+    """Delete the files ``orphans`` finds; returns their keys."""
+    found = orphans(session, store, older_than=older_than, now=now)
+    for key in found:
+        store.delete(key)
+    return found
+
+
 def list_evidence(session: Session, return_id: uuid.UUID) -> list[Evidence]:
     stmt = select(Evidence).where(Evidence.return_id == return_id).order_by(Evidence.created_at)
     return list(session.scalars(stmt))
+
+
+def get_evidence(
+    session: Session, organization_id: uuid.UUID, return_id: uuid.UUID, evidence_id: uuid.UUID
+) -> Evidence | None:
+    """The evidence if it is on this return of this organization, else None."""
+    stmt = select(Evidence).where(
+        Evidence.id == evidence_id,
+        Evidence.return_id == return_id,
+        Evidence.organization_id == organization_id,
+    )
+    return session.scalar(stmt)
+
+
+# The extensions each stored content type (kit/media.py) is saved with; the first one is
+# added to a name that has none of them, so a download never opens as something else.
+EXTENSIONS = {
+    "image/jpeg": (".jpg", ".jpeg"),
+    "image/png": (".png",),
+    "image/webp": (".webp",),
+    "image/heic": (".heic", ".heif"),
+    "video/mp4": (".mp4", ".m4v"),
+    "video/quicktime": (".mov", ".qt"),
+    "video/webm": (".webm",),
+    "application/pdf": (".pdf",),
+}
+MAX_NAME_LENGTH = 150
+_FALLBACK_UNSAFE = re.compile(r"[^A-Za-z0-9._()+ -]+")
+# RFC 8187 attr-char besides letters and digits: everything else is percent-encoded.
+_ATTR_CHARS = "!#$&+-.^_`|~"
+
+
+def download_name(filename: str | None, content_type: str) -> str:
+    """The uploaded name as it is safe to save: its last path part, without control or
+    format characters and quotes, ending in an extension of the stored content type."""
+    name = re.split(r"[/\\]", filename or "")[-1]
+    name = "".join(c for c in name if unicodedata.category(c)[0] not in "CZ" or c == " ")
+    name = name.replace('"', "").strip(" .") or "evidence"
+    extensions = EXTENSIONS.get(content_type, ())
+    if extensions and not name.lower().endswith(extensions):
+        name += extensions[0]
+    stem, ext = os.path.splitext(name)
+    if not stem.strip(" ."):
+        stem = "evidence"
+    return stem[: MAX_NAME_LENGTH - len(ext)].rstrip(" .") + ext
+
+
+def _ascii(text: str) -> str:
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return _FALLBACK_UNSAFE.sub("_", plain)
+
+
+def content_disposition(name: str) -> str:
+    """`attachment` with an ASCII ``filename`` for old clients and the exact name as
+    ``filename*`` (RFC 6266, RFC 8187); ``name`` comes from download_name."""
+    stem, ext = os.path.splitext(name)
+    fallback = (_ascii(stem).strip(" ._") or "evidence") + _ascii(ext)
+    encoded = quote(name, safe=_ATTR_CHARS)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"

@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -81,6 +82,16 @@ class ReturnLine(Base):
         CheckConstraint("inspected >= 0 AND inspected <= received", name="inspected_le_received"),
         CheckConstraint("passed >= 0 AND passed <= inspected", name="passed_le_inspected"),
         CheckConstraint("refunded >= 0 AND refunded <= approved", name="refunded_le_approved"),
+        # Money at risk starts from the few lines refunded beyond what was inspected
+        # (migration 0014; the predicate is written as the report writes it).
+        Index(
+            "ix_return_lines_exposed",
+            "organization_id",
+            "return_id",
+            postgresql_include=["id", "order_line_id", "received", "inspected"],
+            postgresql_where=text("(refunded > inspected) IS TRUE"),
+            sqlite_where=text("(refunded > inspected) IS 1"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

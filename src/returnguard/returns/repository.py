@@ -65,6 +65,8 @@ def _claimed_statement() -> Select[uuid.UUID, int]:
     )
 
 
+MAX_IDS_PER_STATEMENT = 10_000
+
 # Built once: every return request and order view asks it, and building it costs more
 # CPU than the database spends answering it.
 _CLAIMED = _claimed_statement()
@@ -77,7 +79,13 @@ def claimed_quantities(
     ids = list(order_line_ids)
     if not ids:
         return {}
-    found = {row[0]: int(row[1]) for row in session.execute(_CLAIMED, {"order_line_ids": ids})}
+    found: dict[uuid.UUID, int] = {}
+    # A page of 200 orders of up to 1000 lines each would pass SQLite's limit of bound
+    # parameters (32766) in one statement.
+    for start in range(0, len(ids), MAX_IDS_PER_STATEMENT):
+        chunk = ids[start : start + MAX_IDS_PER_STATEMENT]
+        for row in session.execute(_CLAIMED, {"order_line_ids": chunk}):
+            found[row[0]] = int(row[1])
     return {i: found.get(i, 0) for i in ids}
 
 
@@ -247,6 +255,7 @@ def list_returns(
     statuses: Sequence[str] = (),
     order_id: uuid.UUID | None = None,
     channel_id: uuid.UUID | None = None,
+    number: str | None = None,
     requested_from: datetime | None = None,
     requested_to: datetime | None = None,
     after: tuple[datetime, uuid.UUID] | None = None,
@@ -261,6 +270,9 @@ def list_returns(
         where.append(Return.order_id == order_id)
     if channel_id:
         where.append(Return.channel_id == channel_id)
+    if number is not None:
+        # The unique key on (organization_id, number): one row at most.
+        where.append(Return.number == number)
     if requested_from:
         where.append(Return.requested_at >= requested_from)
     if requested_to:
@@ -296,6 +308,16 @@ def list_returns(
         .limit(limit)
     )
     return list(session.scalars(stmt))
+
+
+def by_number(session: Session, organization_id: uuid.UUID, number: str) -> Return | None:
+    """The organization's return with this RMA number, with its lines."""
+    stmt = (
+        select(Return)
+        .where(Return.organization_id == organization_id, Return.number == number)
+        .options(selectinload(Return.lines))
+    )
+    return session.scalar(stmt)
 
 
 def shipments(session: Session, return_id: uuid.UUID) -> list[Shipment]:
