@@ -228,6 +228,29 @@ def test_evidence_records_its_source_from_the_uploader_role(
         ids = by_inspector.id, carrier.id
     assert _row(db, by_agent["id"]).source == "agent"
     assert [_row(db, str(i)).source for i in ids] == ["inspector", "carrier"]
+    assert by_agent["source"] == "agent"
+
+
+def test_the_api_takes_and_answers_a_source(api: Api, store: storage.Store) -> None:
+    ret = api.open_return(api.order("o-1"))
+    photo = ("dent.png", png_bytes(color=(4, 3, 2)), "image/png")
+    r = api.client.post(
+        f"/api/v1/returns/{ret['id']}/evidence",
+        files=[("files", photo)],
+        data={"source": "carrier"},
+        headers=api.tenant.headers,
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()[0]["source"] == "carrier"
+    listed = api.get(f"/api/v1/returns/{ret['id']}/evidence").json()
+    assert [e["source"] for e in listed] == ["carrier"]
+    refused = api.client.post(
+        f"/api/v1/returns/{ret['id']}/evidence",
+        data={"text": "it came like this", "source": "courier pigeon"},
+        headers=api.tenant.headers,
+    )
+    assert refused.status_code == 422, refused.text
+    assert "source" in refused.text
 
 
 def test_an_unknown_source_is_refused_naming_the_field(

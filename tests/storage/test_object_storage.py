@@ -122,6 +122,14 @@ def test_s3_lists_more_keys_than_one_page(s3_endpoint: str) -> None:
     assert {k for k, _ in S3Store(client, bucket, "p/").iter_keys()} == keys
 
 
+def test_a_store_that_refuses_is_unavailable_not_a_missing_file(s3_endpoint: str) -> None:
+    """No such bucket (or no permission): a 503 problem, never "file not found" or a 500."""
+    store = S3Store(s3_client(s3_endpoint), "no-such-bucket-here", "p/")
+    with pytest.raises(storage.StorageUnavailable, match="NoSuchBucket") as refused:
+        store.open(_sha(b"anything"))
+    assert refused.value.status == 503
+
+
 def test_s3_backend_needs_a_bucket() -> None:
     with pytest.raises(ValueError, match="s3_bucket"):
         storage.from_settings(Settings(storage_backend="s3"))

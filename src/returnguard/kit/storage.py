@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
+from returnguard.errors import ReturnGuardError
+
 if TYPE_CHECKING:
     from returnguard.config import Settings
 
@@ -136,6 +138,14 @@ class FileStore:
                     yield name, datetime.fromtimestamp(mtime, UTC)
 
 
+class StorageUnavailable(ReturnGuardError):
+    """The object store cannot give a file right now (unreachable, refused, throttled)."""
+
+    status = 503
+    code = "storage_unavailable"
+    title = "Evidence storage unavailable"
+
+
 class S3Store:
     """An S3-compatible bucket (AWS S3, MinIO, Ceph, R2...): ``<prefix><aa>/<sha256>``.
 
@@ -169,14 +179,21 @@ class S3Store:
             return stored
 
     def open(self, key: str) -> Blob:
-        from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+        from botocore.exceptions import (  # type: ignore[import-untyped]
+            BotoCoreError,
+            ClientError,
+        )
 
         try:
             answer = self.client.get_object(Bucket=self.bucket, Key=self._name(key))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in {"NoSuchKey", "404"}:
                 raise FileNotFoundError(key) from None
-            raise
+            # A missing bucket, a refused permission, a throttled store: not the file's fault.
+            raise StorageUnavailable(f"the evidence store answered {code}") from None
+        except BotoCoreError:
+            raise StorageUnavailable("the evidence store cannot be reached") from None
         return Blob(cast(BinaryIO, answer["Body"]), int(answer["ContentLength"]))
 
     def exists(self, key: str) -> bool:

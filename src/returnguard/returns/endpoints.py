@@ -214,6 +214,13 @@ def add_evidence(
     actor: Creator,
     files: Annotated[list[UploadFile], File(description="Photos, videos or PDFs")] = [],  # noqa: B006
     text: Annotated[PlainText | None, Form(max_length=5000)] = None,
+    source: Annotated[
+        evidence.Source | None,
+        Form(
+            description="Who the files come from; by default the uploader's role "
+            "(inspector, else agent)"
+        ),
+    ] = None,
 ) -> list[EvidenceOut]:
     """Attach photos, videos, documents or a written explanation (multipart form).
 
@@ -237,6 +244,7 @@ def add_evidence(
         text=text,
         store=storage.from_settings(settings),
         max_bytes=settings.max_upload_bytes,
+        source=source,
     )
     if added.new and ret.status == ReturnStatus.AWAITING_EVIDENCE.value:
         service.decide(session, actor, return_id)
@@ -279,7 +287,7 @@ def _etag_matches(if_none_match: str | None, etag: str) -> bool:
             "content": {kind: _BINARY for kind in evidence.EXTENSIONS},
         },
         304: {"description": "Not modified: `If-None-Match` names the file's ETag"},
-        **problem_responses(401, 404),
+        **problem_responses(401, 404, 503),
     },
 )
 def download_evidence(

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import BinaryIO
+from typing import BinaryIO, Literal, get_args
 from urllib.parse import quote
 
 from sqlalchemy import select
@@ -28,7 +28,8 @@ from returnguard.returns.models import Return
 
 MAX_FILES = 20
 # Who a file came from (return_evidence.source; a CHECK in migration 0016 keeps to these).
-SOURCES = ("buyer", "agent", "inspector", "carrier")
+Source = Literal["buyer", "agent", "inspector", "carrier"]
+SOURCES: tuple[str, ...] = get_args(Source)
 
 
 class EvidenceClosed(Conflict):

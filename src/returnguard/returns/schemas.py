@@ -217,4 +217,5 @@ class EvidenceOut(OutModel):
     sha256: str | None
     text: str | None
     uploaded_by: str
+    source: str = Field(description="buyer | agent | inspector | carrier")
     created_at: datetime
